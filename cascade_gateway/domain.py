@@ -1,0 +1,108 @@
+"""The gateway's own vocabulary: plain dataclasses that never import a web framework or an SDK.
+
+Messages stay in OpenAI's chat format (a list of dicts) because it is the lingua franca every
+adapter already speaks; everything the cascade reasons about (completions, usage, tool calls,
+stream deltas) is a typed dataclass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One chat completion request, as the cascade sees it (the `model` is chosen per tier)."""
+
+    messages: list[Message]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    # Other OpenAI parameters (seed, user, presence_penalty, ...) passed through untouched.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def with_logprobs(self) -> ChatRequest:
+        """The same request asking the upstream for token logprobs."""
+        return self if self.logprobs else replace(self, logprobs=True)
+
+    def tool_named(self, name: str) -> dict[str, Any] | None:
+        """The function definition of the tool called `name`, if the request offered it."""
+        for tool in self.tools or ():
+            function = tool.get("function") or {}
+            if function.get("name") == name:
+                return function
+        return None
+
+
+@dataclass(slots=True)
+class Usage:
+    """Tokens billed for one upstream call; `counted`: we counted them, the upstream did not."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    counted: bool = False
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A function call the model asked for; `arguments` is the raw JSON text it produced."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+
+
+@dataclass(slots=True)
+class Completion:
+    """A finished answer from one upstream call."""
+
+    text: str
+    finish_reason: str
+    usage: Usage
+    model: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A fragment of a streamed tool call; `index` identifies the call across fragments."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One piece of a streamed answer. The last delta of a stream carries `finish_reason`;
+    `usage` appears on whichever delta the upstream reported it (often the last)."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")

@@ -1,0 +1,141 @@
+"""Every error a client can see, each knowing its HTTP status and OpenAI error `type`/`code`.
+
+    GatewayError
+    ├── InvalidRequest            400 invalid_request_error
+    │   ├── BodyTooLarge          413 invalid_request_error / request_too_large
+    │   └── ContextTooLong        400 invalid_request_error / context_length_exceeded
+    ├── AuthenticationError       401 authentication_error / invalid_api_key
+    ├── PermissionDenied          403 permission_error
+    ├── ModelNotFound             404 invalid_request_error / model_not_found
+    ├── NotFound                  404 invalid_request_error / not_found
+    └── UpstreamError             502 upstream_error (the upstream failed or answered garbage)
+        ├── UpstreamTimeout       504 timeout
+        └── ProviderError         the status an adapter saw, mapped by `client_status`
+
+Provider adapters translate their SDK's exceptions into `ProviderError` where they enter, so no
+SDK exception type leaks past `cascade_gateway.providers`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    """Base class: one handler turns any of these into OpenAI's error shape."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_body(self) -> dict[str, Any]:
+        """The OpenAI error body: `{"error": {"message", "type", "param", "code"}}`."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidRequest(GatewayError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class BodyTooLarge(InvalidRequest):
+    status_code = 413
+    code = "request_too_large"
+
+
+class ContextTooLong(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class AuthenticationError(GatewayError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status_code = 403
+    error_type = "permission_error"
+
+
+class ModelNotFound(GatewayError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class NotFound(GatewayError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class UpstreamError(GatewayError):
+    status_code = 502
+    error_type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    code = "timeout"
+
+
+class ProviderError(UpstreamError):
+    """An upstream call failed; `status` is what the upstream answered (None: no answer at all,
+    `timed_out` telling a deadline from a refused or broken connection)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status: int | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+        timed_out: bool = False,
+    ) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.timed_out = timed_out
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+        if timed_out:
+            self.code = "timeout"
+        elif status == 429:
+            self.code = "upstream_rate_limited"
+        elif status is not None:
+            self.code = f"upstream_{status}"
+
+    @property
+    def status_code(self) -> int:  # type: ignore[override]
+        # The client did nothing wrong when an upstream refuses us; only a timeout is a 504.
+        return 504 if self.timed_out or self.status == 408 else 502
+
+    @property
+    def retryable(self) -> bool:
+        """Worth trying again or escalating past: no answer, rate limited, or a server error."""
+        return self.status is None or self.status in (408, 409, 429) or self.status >= 500
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"retry-after": str(max(1, round(self.retry_after)))}
