@@ -1,0 +1,3 @@
+from cascade_gateway.cli import main
+
+raise SystemExit(main())

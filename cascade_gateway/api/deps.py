@@ -1,0 +1,33 @@
+"""Shared services as typed FastAPI dependencies (built once, kept on `app.state`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from cascade_gateway.accounting.ledger import MemoryLedger
+from cascade_gateway.cascade.engine import CascadeEngine
+from cascade_gateway.services import Services
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def get_engine(request: Request) -> CascadeEngine:
+    return request.app.state.services.engine
+
+
+def get_ledger(request: Request) -> MemoryLedger:
+    return request.app.state.services.ledger
+
+
+def get_request_id(request: Request) -> str:
+    return request.state.request_id
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+EngineDep = Annotated[CascadeEngine, Depends(get_engine)]
+LedgerDep = Annotated[MemoryLedger, Depends(get_ledger)]
+RequestIdDep = Annotated[str, Depends(get_request_id)]

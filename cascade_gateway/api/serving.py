@@ -1,0 +1,153 @@
+"""Serving chat completions: run the engine, render OpenAI JSON or an SSE stream.
+
+A stream's HTTP status is committed only once the cascade has something to send: a request
+whose every tier fails before the first token gets a proper 502/504, not a 200 with an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import ServerSentEvent
+
+from cascade_gateway import tokens
+from cascade_gateway.api import protocol, sse
+from cascade_gateway.cascade.engine import (
+    CascadeEngine,
+    CascadeEvent,
+    Finished,
+    Output,
+    Route,
+)
+from cascade_gateway.cascade.trace import Trace
+from cascade_gateway.domain import ChatRequest, Delta
+from cascade_gateway.errors import BodyTooLarge, ContextTooLong, GatewayError, UpstreamError
+
+log = logging.getLogger("cascade_gateway")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"Request body of {declared} bytes exceeds the {limit}-byte limit.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"Request body exceeds the {limit}-byte limit.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def check_context(route: Route, request: ChatRequest) -> None:
+    """Refuse a prompt that cannot fit the strongest tier's context window."""
+    window = route.strongest.model.price.context_window
+    if window is None:
+        return
+    # A token is at least one character, so short prompts need no tokenizing.
+    chars = sum(len(str(m.get("content") or "")) for m in request.messages)
+    if chars <= window:
+        return
+    prompt_tokens = tokens.count_messages(request.messages, request.tools)
+    if prompt_tokens > window:
+        raise ContextTooLong(
+            f"This model's maximum context length is {window} tokens. However, your messages "
+            f"resulted in {prompt_tokens} tokens. Please reduce the length of the messages.",
+            param="messages",
+        )
+
+
+def trace_headers(trace: Trace) -> dict[str, str]:
+    """Cost and decision as headers, readable via the SDK's `with_raw_response`."""
+    return {
+        "x-cascade-route": trace.route,
+        "x-cascade-model": trace.model_used or "",
+        "x-cascade-outcome": trace.outcome or "",
+        "x-cascade-models-tried": ",".join(a.model for a in trace.attempts),
+        "x-cascade-cost-usd": f"{trace.cost_usd:.10f}",
+        "x-cascade-savings-usd": f"{trace.savings_usd:.10f}",
+    }
+
+
+async def complete(
+    engine: CascadeEngine,
+    route: Route,
+    chat: protocol.ChatCompletionRequest,
+    request: ChatRequest,
+    request_id: str,
+) -> Response:
+    """A non-streamed chat completion."""
+    result = await engine.complete(route, request, request_id=request_id)
+    body = protocol.completion_body(chat, result.completion, result.trace)
+    return JSONResponse(body, headers=trace_headers(result.trace))
+
+
+async def stream(
+    engine: CascadeEngine,
+    route: Route,
+    chat: protocol.ChatCompletionRequest,
+    request: ChatRequest,
+    request_id: str,
+) -> Response:
+    """A streamed chat completion: held until the first kept token, then SSE."""
+    events = engine.stream(route, request, request_id=request_id)
+    try:
+        first = await _first_kept(events)
+    except BaseException:
+        await events.aclose()
+        raise
+    model = first.model if isinstance(first, Output) else first.trace.model_used or route.name
+    writer = protocol.ChunkWriter(chat, request_id, model)
+    headers = {"x-cascade-route": route.name, "x-cascade-model": model}
+    return sse.response(_frames(writer, chat, first, events), headers=headers)
+
+
+async def _first_kept(events: AsyncIterator[CascadeEvent]) -> Output | Finished:
+    while True:
+        event = await anext(events)
+        if isinstance(event, Output | Finished):
+            return event
+
+
+async def _frames(
+    writer: protocol.ChunkWriter,
+    chat: protocol.ChatCompletionRequest,
+    first: Output | Finished,
+    events: AsyncIterator[CascadeEvent],
+) -> AsyncIterator[ServerSentEvent]:
+    async with aclosing(events):
+        yield sse.frame(writer.role())
+        # The finishing chunk waits for the trace so it can carry the cost summary.
+        finishing: dict | None = None
+        event: CascadeEvent = first
+        try:
+            while True:
+                if isinstance(event, Output):
+                    chunk = writer.delta(event.delta)
+                    if chunk is not None and event.delta.finish_reason:
+                        finishing = chunk
+                    elif chunk is not None:
+                        yield sse.frame(chunk)
+                elif isinstance(event, Finished):
+                    finishing = finishing or writer.delta(
+                        Delta(finish_reason=event.completion.finish_reason)
+                    )
+                    assert finishing is not None
+                    finishing["cascade"] = protocol.cascade_summary(event.trace)
+                    yield sse.frame(finishing)
+                    if chat.include_usage:
+                        yield sse.frame(writer.usage(event.completion.usage, event.trace))
+                    break
+                event = await anext(events)
+        except GatewayError as exc:
+            yield sse.error_frame(exc)
+        except Exception:
+            log.exception("stream failed")
+            yield sse.error_frame(UpstreamError("The stream failed inside the gateway."))
+        yield sse.DONE

@@ -1,0 +1,55 @@
+"""The ASGI application: wiring only. Routes live in `cascade_gateway.api`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from cascade_gateway import __version__
+from cascade_gateway.api import native, openai
+from cascade_gateway.api.errors import install_error_handlers
+from cascade_gateway.api.middleware import RequestIdMiddleware
+from cascade_gateway.config import GatewayConfig, load_config
+from cascade_gateway.providers.base import Provider
+from cascade_gateway.services import build_services
+
+CONFIG_ENV = "CASCADE_CONFIG_FILE"
+
+
+def create_app(config: GatewayConfig, providers: Mapping[str, Provider] | None = None) -> FastAPI:
+    """The gateway for a validated config; `providers` replaces the configured upstreams."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build_services(config, providers)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.aclose()
+
+    app = FastAPI(
+        title="cascade-gateway",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    app.include_router(openai.router)
+    app.include_router(native.router)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for uvicorn workers: the config file named by `CASCADE_CONFIG_FILE`."""
+    return create_app(load_config(os.environ[CONFIG_ENV]))

@@ -1,0 +1,325 @@
+"""The cascade: draft with the cheapest tier, validate, escalate until a tier's answer holds.
+
+The engine knows providers only through their interface and never touches HTTP, so every path
+(accept, escalate, failure, cancellation) is testable with a scripted provider. Each request's
+`Trace` is handed to the sink exactly once, whatever way the request ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from cascade_gateway.cascade.assemble import Assembler
+from cascade_gateway.cascade.trace import Attempt, Trace
+from cascade_gateway.config import ResolvedModel
+from cascade_gateway.domain import ChatRequest, Completion, Delta, Usage
+from cascade_gateway.errors import ModelNotFound, ProviderError
+from cascade_gateway.providers.base import Provider
+from cascade_gateway.validation import Validator
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """A model alias bound to the provider that serves it."""
+
+    model: ResolvedModel
+    provider: Provider
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a request's `model` names: a cascade of tiers, or one model called directly."""
+
+    name: str
+    mode: Literal["cascade", "direct"]
+    tiers: tuple[Tier, ...]
+    validator: Validator | None = None
+
+    @property
+    def strongest(self) -> Tier:
+        return self.tiers[-1]
+
+
+class TraceSink(Protocol):
+    """Where finished traces go (accounting)."""
+
+    def record(self, trace: Trace) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DraftDelta:
+    """A token from a tier whose answer is not yet validated (only when asked for)."""
+
+    tier: int
+    model: str
+    delta: Delta
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A non-final tier's answer was validated: accepted or escalated."""
+
+    attempt: Attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A piece of the answer the client will keep."""
+
+    tier: int
+    model: str
+    delta: Delta
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    trace: Trace
+    completion: Completion
+
+
+CascadeEvent = DraftDelta | Decided | Output | Finished
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    completion: Completion
+    trace: Trace
+
+
+class CascadeEngine:
+    """Runs requests through routes and records what each cost."""
+
+    def __init__(
+        self,
+        routes: Mapping[str, Route],
+        sink: TraceSink,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.routes = dict(routes)
+        self._sink = sink
+        self._clock = clock
+
+    def resolve(self, name: str) -> Route:
+        """The route a request's `model` names; ModelNotFound otherwise."""
+        route = self.routes.get(name)
+        if route is None:
+            raise ModelNotFound(
+                f"The model `{name}` does not exist. GET /v1/models lists cascades and models.",
+                param="model",
+            )
+        return route
+
+    async def complete(self, route: Route, request: ChatRequest, *, request_id: str) -> Result:
+        """Run the cascade without streaming; raise the final tier's error if nothing served."""
+        trace = self._new_trace(route, request_id, streamed=False)
+        start = self._clock()
+        try:
+            for index, tier in enumerate(route.tiers):
+                final = index == len(route.tiers) - 1
+                attempt = self._attempt(trace, index, tier)
+                began = self._clock()
+                try:
+                    completion = await tier.provider.complete(
+                        tier.model.upstream_model, _tier_request(request, tier, final)
+                    )
+                except ProviderError as exc:
+                    self._fail(attempt, tier, exc, began)
+                    if final:
+                        raise
+                    continue
+                self._settle(attempt, tier, completion.usage, began)
+                attempt.finish_reason = completion.finish_reason
+                if final or await self._accepts(route, request, completion, attempt):
+                    self._serve(trace, route, attempt)
+                    return Result(completion, trace)
+            raise AssertionError("a route always has a final tier")
+        except BaseException as exc:
+            self._abort(trace, exc)
+            raise
+        finally:
+            trace.total_ms = self._ms_since(start)
+            self._sink.record(trace)
+
+    async def stream(
+        self,
+        route: Route,
+        request: ChatRequest,
+        *,
+        request_id: str,
+        provisional: bool = False,
+    ) -> AsyncIterator[CascadeEvent]:
+        """Run the cascade streaming. Only the final tier streams live as `Output`; a non-final
+        tier's answer is held until validated, so no text is ever sent and then replaced.
+        With `provisional`, held tokens are also shown as `DraftDelta` events as they arrive."""
+        trace = self._new_trace(route, request_id, streamed=True)
+        start = self._clock()
+        in_flight: tuple[Attempt, Tier, Assembler, float] | None = None
+        try:
+            for index, tier in enumerate(route.tiers):
+                final = index == len(route.tiers) - 1
+                attempt = self._attempt(trace, index, tier)
+                assembler = Assembler(model=tier.model.upstream_model)
+                held: list[Delta] = []
+                began = self._clock()
+                in_flight = (attempt, tier, assembler, began)
+                try:
+                    async with aclosing(
+                        tier.provider.stream(
+                            tier.model.upstream_model, _tier_request(request, tier, final)
+                        )
+                    ) as deltas:
+                        async for delta in deltas:
+                            if attempt.ttft_ms is None and (delta.text or delta.tool_calls):
+                                attempt.ttft_ms = self._ms_since(began)
+                            assembler.add(delta)
+                            if final:
+                                self._mark_first_output(trace, start, delta)
+                                yield Output(index, tier.model.alias, delta)
+                            else:
+                                held.append(delta)
+                                if provisional:
+                                    yield DraftDelta(index, tier.model.alias, delta)
+                except ProviderError as exc:
+                    in_flight = None
+                    billed = assembler.counted_usage(request) if assembler.has_output else None
+                    self._fail(attempt, tier, exc, began, billed)
+                    if final:
+                        raise
+                    continue
+                in_flight = None
+                completion = assembler.completion(request)
+                self._settle(attempt, tier, completion.usage, began)
+                attempt.finish_reason = completion.finish_reason
+                if not final:
+                    accepted = await self._accepts(route, request, completion, attempt)
+                    yield Decided(attempt)
+                    if not accepted:
+                        continue
+                    if not provisional:
+                        for delta in held:
+                            self._mark_first_output(trace, start, delta)
+                            yield Output(index, tier.model.alias, delta)
+                self._serve(trace, route, attempt)
+                yield Finished(trace, completion)
+                return
+        except BaseException as exc:
+            if in_flight is not None:
+                attempt, tier, assembler, began = in_flight
+                # The upstream bills what it produced even if nobody reads it.
+                self._settle(attempt, tier, assembler.counted_usage(request), began)
+                attempt.decision = "cancelled" if _is_cancel(exc) else "failed"
+                attempt.error = attempt.error or _describe(exc)
+            self._abort(trace, exc)
+            raise
+        finally:
+            trace.total_ms = self._ms_since(start)
+            self._sink.record(trace)
+
+    def _new_trace(self, route: Route, request_id: str, *, streamed: bool) -> Trace:
+        return Trace(
+            request_id=request_id,
+            route=route.name,
+            mode=route.mode,
+            created_at=time.time(),
+            streamed=streamed,
+            baseline_model=route.strongest.model.alias,
+        )
+
+    @staticmethod
+    def _attempt(trace: Trace, index: int, tier: Tier) -> Attempt:
+        attempt = Attempt(
+            tier=index,
+            model=tier.model.alias,
+            provider=tier.provider.name,
+            upstream_model=tier.model.upstream_model,
+        )
+        trace.attempts.append(attempt)
+        return attempt
+
+    def _settle(self, attempt: Attempt, tier: Tier, usage: Usage, began: float) -> None:
+        attempt.input_tokens = usage.input_tokens
+        attempt.output_tokens = usage.output_tokens
+        attempt.usage_counted = usage.counted
+        attempt.cost_usd = tier.model.price.cost(usage.input_tokens, usage.output_tokens)
+        attempt.latency_ms = self._ms_since(began)
+
+    def _fail(
+        self,
+        attempt: Attempt,
+        tier: Tier,
+        exc: ProviderError,
+        began: float,
+        billed: Usage | None = None,
+    ) -> None:
+        """Record a failed call; `billed` is what a stream produced before it broke, which the
+        upstream charges for."""
+        if billed is not None:
+            self._settle(attempt, tier, billed, began)
+        else:
+            attempt.latency_ms = self._ms_since(began)
+        attempt.decision = "failed"
+        attempt.error = str(exc)
+
+    async def _accepts(
+        self, route: Route, request: ChatRequest, completion: Completion, attempt: Attempt
+    ) -> bool:
+        if route.validator is None:
+            return True
+        began = self._clock()
+        verdict = await route.validator.validate(request, completion)
+        attempt.validate_ms = self._ms_since(began)
+        attempt.verdict = verdict
+        attempt.decision = "accepted" if verdict.accepted else "escalated"
+        return verdict.accepted
+
+    @staticmethod
+    def _serve(trace: Trace, route: Route, attempt: Attempt) -> None:
+        if attempt.decision != "accepted":
+            attempt.decision = "served"
+        trace.model_used = attempt.model
+        if route.mode == "direct":
+            trace.outcome = "direct"
+        else:
+            trace.outcome = "accepted" if attempt.tier == 0 else "escalated"
+        strongest = route.strongest
+        if attempt.model == strongest.model.alias:
+            trace.baseline_cost_usd = attempt.cost_usd
+        else:
+            trace.baseline_estimated = True
+            trace.baseline_cost_usd = strongest.model.price.cost(
+                attempt.input_tokens, attempt.output_tokens
+            )
+
+    @staticmethod
+    def _abort(trace: Trace, exc: BaseException) -> None:
+        trace.outcome = "cancelled" if _is_cancel(exc) else "error"
+        trace.error = _describe(exc)
+        # No answer was served, so there is nothing to compare against: no savings claimed.
+        trace.baseline_cost_usd = trace.cost_usd
+
+    def _mark_first_output(self, trace: Trace, start: float, delta: Delta) -> None:
+        if trace.ttft_ms is None and (delta.text or delta.tool_calls):
+            trace.ttft_ms = self._ms_since(start)
+
+    def _ms_since(self, began: float) -> float:
+        return (self._clock() - began) * 1000.0
+
+
+def _tier_request(request: ChatRequest, tier: Tier, final: bool) -> ChatRequest:
+    # Logprobs feed the validator, which only judges non-final tiers.
+    return request if final or not tier.model.logprobs else request.with_logprobs()
+
+
+def _is_cancel(exc: BaseException) -> bool:
+    return isinstance(exc, asyncio.CancelledError | GeneratorExit)
+
+
+def _describe(exc: BaseException) -> str:
+    if _is_cancel(exc):
+        return "cancelled by the client"
+    return str(exc) or type(exc).__name__

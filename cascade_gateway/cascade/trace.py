@@ -1,0 +1,170 @@
+"""What happened to one request: every model tried, what it cost, how long it took, and why.
+
+A `Trace` is built by the engine as the request runs and handed to accounting once, when the
+request ends for any reason (served, failed, or cancelled by the client).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from cascade_gateway.validation import Verdict
+
+Decision = Literal["accepted", "escalated", "served", "failed", "cancelled"]
+Outcome = Literal["accepted", "escalated", "direct", "error", "cancelled"]
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One upstream call within a request."""
+
+    tier: int
+    model: str
+    provider: str
+    upstream_model: str
+    decision: Decision = "served"
+    input_tokens: int = 0
+    output_tokens: int = 0
+    usage_counted: bool = False
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    finish_reason: str | None = None
+    verdict: Verdict | None = None
+    validate_ms: float = 0.0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Trace:
+    """The whole story of one request, with totals and savings against strong-only."""
+
+    request_id: str
+    route: str
+    mode: Literal["cascade", "direct"]
+    created_at: float
+    streamed: bool
+    baseline_model: str
+    attempts: list[Attempt] = field(default_factory=list)
+    outcome: Outcome | None = None
+    model_used: str | None = None
+    baseline_cost_usd: float = 0.0
+    # True when the strong model was never called and its cost is priced from the served answer.
+    baseline_estimated: bool = False
+    total_ms: float = 0.0
+    ttft_ms: float | None = None
+    error: str | None = None
+    key_name: str | None = None
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(a.cost_usd for a in self.attempts)
+
+    @property
+    def savings_usd(self) -> float:
+        """Dollars saved versus sending the request straight to the strongest tier."""
+        return self.baseline_cost_usd - self.cost_usd
+
+    @property
+    def savings_pct(self) -> float:
+        return 100.0 * self.savings_usd / self.baseline_cost_usd if self.baseline_cost_usd else 0.0
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(a.input_tokens for a in self.attempts)
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(a.output_tokens for a in self.attempts)
+
+    @property
+    def draft(self) -> Attempt | None:
+        """The first tier's attempt when it was validated (cascade mode)."""
+        first = self.attempts[0] if self.attempts else None
+        return first if first is not None and first.verdict is not None else None
+
+    @property
+    def draft_accepted(self) -> bool:
+        return self.outcome == "accepted" and self.mode == "cascade"
+
+    @property
+    def cascaded(self) -> bool:
+        """True when more than one tier was called."""
+        return len(self.attempts) > 1
+
+    @property
+    def draft_cost_usd(self) -> float:
+        """Cost of every attempt except the one that served the answer."""
+        served = self.served_attempt
+        return sum(a.cost_usd for a in self.attempts if a is not served)
+
+    @property
+    def verifier_cost_usd(self) -> float:
+        """Cost of the stronger tier(s) called after escalation."""
+        return sum(a.cost_usd for a in self.attempts[1:])
+
+    @property
+    def served_attempt(self) -> Attempt | None:
+        for attempt in reversed(self.attempts):
+            if attempt.decision in ("accepted", "served"):
+                return attempt
+        return None
+
+    @property
+    def quality_score(self) -> float | None:
+        draft = self.draft
+        return draft.verdict.score if draft and draft.verdict else None
+
+    @property
+    def quality_threshold(self) -> float | None:
+        draft = self.draft
+        return draft.verdict.threshold if draft and draft.verdict else None
+
+    @property
+    def rejection_reason(self) -> str | None:
+        draft = self.draft
+        return draft.verdict.reason if draft and draft.verdict else None
+
+    def stage_ms(self) -> dict[str, float]:
+        """Time per stage: the first tier, validation, and every tier after it."""
+        first = self.attempts[0].latency_ms if self.attempts else 0.0
+        return {
+            "draft": first if self.mode == "cascade" else 0.0,
+            "validate": sum(a.validate_ms for a in self.attempts),
+            "escalate": sum(a.latency_ms for a in self.attempts[1:]),
+            "direct": first if self.mode == "direct" else 0.0,
+            "total": self.total_ms,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view, with the derived totals spelled out."""
+        return {
+            "request_id": self.request_id,
+            "route": self.route,
+            "mode": self.mode,
+            "created_at": self.created_at,
+            "streamed": self.streamed,
+            "key_name": self.key_name,
+            "outcome": self.outcome,
+            "model_used": self.model_used,
+            "cascaded": self.cascaded,
+            "draft_accepted": self.draft_accepted,
+            "attempts": [asdict(a) for a in self.attempts],
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": self.cost_usd,
+            "draft_cost_usd": self.draft_cost_usd,
+            "verifier_cost_usd": self.verifier_cost_usd,
+            "baseline_model": self.baseline_model,
+            "baseline_cost_usd": self.baseline_cost_usd,
+            "baseline_estimated": self.baseline_estimated,
+            "savings_usd": self.savings_usd,
+            "savings_pct": self.savings_pct,
+            "quality_score": self.quality_score,
+            "quality_threshold": self.quality_threshold,
+            "rejection_reason": self.rejection_reason,
+            "timing_ms": self.stage_ms(),
+            "ttft_ms": self.ttft_ms,
+            "error": self.error,
+        }

@@ -1,0 +1,104 @@
+"""`cascade-gateway` command line: serve, check-config, fake-upstream."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from cascade_gateway.config import ConfigError, GatewayConfig, load_config, warnings
+
+
+def _load_or_exit(path: str) -> GatewayConfig:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for warning in warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
+    return config
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = _load_or_exit(args.file)
+    print(
+        f"{args.file}: ok ({len(config.providers)} providers, {len(config.models)} models, "
+        f"{len(config.cascades)} cascades)"
+    )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from cascade_gateway.app import CONFIG_ENV
+
+    _load_or_exit(args.config)
+    # Workers re-read the (already checked) file through the app factory.
+    os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    # uvicorn re-raises SIGTERM once it has shut down gracefully, which would make the process
+    # exit 143; a drained shutdown is a success, so that re-raised signal is absorbed here.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    uvicorn.run(
+        "cascade_gateway.app:create_app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
+    return 0
+
+
+def _fake_upstream(args: argparse.Namespace) -> int:
+    from cascade_gateway.fake_upstream import serve
+
+    serve(
+        host=args.host,
+        port=args.port,
+        script_path=args.script,
+        latency_s=args.latency_ms / 1000.0,
+        api_key=args.api_key,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cascade-gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", required=True, help="YAML config file")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--access-log", action="store_true", help="uvicorn's access log")
+    serve.set_defaults(run=_serve)
+
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("file")
+    check.set_defaults(run=_check_config)
+
+    fake = commands.add_parser("fake-upstream", help="run the fake OpenAI/Anthropic upstream")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=9100)
+    fake.add_argument("--script", help="YAML file of scripted rules")
+    fake.add_argument("--latency-ms", type=float, default=0.0)
+    fake.add_argument("--api-key", help="require this key from clients")
+    fake.set_defaults(run=_fake_upstream)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

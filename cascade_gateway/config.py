@@ -1,0 +1,227 @@
+"""The gateway's configuration: a YAML file, overridable from the environment.
+
+Every key may be overridden by an environment variable `CASCADE_<KEY>`, nested keys joined by
+`__` (e.g. `CASCADE_SERVER__MAX_BODY_BYTES=1048576`). `load_config` reports *every* problem
+with the offending key path, so `check-config` and `serve` print the same list.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from cascade_gateway import pricing
+
+ProviderKind = Literal["openai", "anthropic", "litellm"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderConfig(_Section):
+    """An upstream account: its protocol, address and where its key comes from."""
+
+    kind: ProviderKind
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float = Field(default=600.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    def api_key(self) -> str | None:
+        """The key, read from the environment at start-up (never stored in the file)."""
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class ModelConfig(_Section):
+    """A model alias: which provider serves it, the upstream's name for it, and its price."""
+
+    provider: str
+    model: str
+    input_per_mtok: float | None = Field(default=None, ge=0)
+    output_per_mtok: float | None = Field(default=None, ge=0)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    context_window: int | None = Field(default=None, ge=1)
+    # Ask for token logprobs when this model drafts (feeds the validator's `logprob` signal).
+    # Default: on for OpenAI-compatible providers, which support it.
+    logprobs: bool | None = None
+
+
+class CascadeConfig(_Section):
+    """Tiers tried cheapest first; each non-final answer is validated against `threshold`."""
+
+    tiers: list[str] = Field(min_length=1)
+    threshold: float = Field(default=0.7, ge=0, le=1)
+    signals: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    description: str | None = None
+
+
+class ServerConfig(_Section):
+    """HTTP-level limits and privacy switches."""
+
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    trace_history: int = Field(default=10_000, ge=1)
+    log_prompts: bool = False
+
+
+class GatewayConfig(BaseSettings):
+    """The whole configuration, as read from YAML and then the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CASCADE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    providers: dict[str, ProviderConfig]
+    models: dict[str, ModelConfig]
+    cascades: dict[str, CascadeConfig] = Field(default_factory=dict)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's content arrives as init kwargs; the environment must win over it.
+        return (env_settings, init_settings)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    """A model alias with everything needed to call and bill it."""
+
+    alias: str
+    provider: str
+    provider_kind: ProviderKind
+    upstream_model: str
+    price: pricing.Price
+    logprobs: bool
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; `problems` lists each as `key.path: message`."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read, validate and cross-check a config file; raise ConfigError listing every problem."""
+    source = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read file: {exc.strerror}"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [f"not valid YAML: {exc}"]) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["the file must be a mapping with providers, models, cascades"])
+    return parse_config(raw, source)
+
+
+def parse_config(raw: dict[str, Any], source: str = "<config>") -> GatewayConfig:
+    """Validate an already-loaded mapping (see `load_config`)."""
+    try:
+        config = GatewayConfig(**raw)
+    except ValidationError as exc:
+        raise ConfigError(source, [_format_error(e) for e in exc.errors()]) from exc
+    problems = cross_check(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _format_error(error: Any) -> str:
+    path = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    return f"{path}: {error['msg']}"
+
+
+def cross_check(config: GatewayConfig) -> list[str]:
+    """Problems pydantic cannot see: dangling references, unpriced models, bad signal settings."""
+    from cascade_gateway.validation import build_validator
+
+    problems: list[str] = []
+    for alias, model in config.models.items():
+        if model.provider not in config.providers:
+            problems.append(f"models.{alias}.provider: unknown provider {model.provider!r}")
+        elif _price(config, alias) is None:
+            problems.append(
+                f"models.{alias}: no price for {model.model!r} in litellm's cost map; "
+                "set input_per_mtok and output_per_mtok"
+            )
+    for name, cascade in config.cascades.items():
+        if name in config.models:
+            problems.append(f"cascades.{name}: name is also a model alias; pick another")
+        for i, tier in enumerate(cascade.tiers):
+            if tier not in config.models:
+                problems.append(f"cascades.{name}.tiers.{i}: unknown model {tier!r}")
+        try:
+            build_validator(cascade.threshold, cascade.signals)
+        except ValueError as exc:
+            problems.append(f"cascades.{name}.signals: {exc}")
+    return problems
+
+
+def warnings(config: GatewayConfig) -> list[str]:
+    """Things that work but are probably not what was meant."""
+    return [
+        f"providers.{name}.api_key_env: environment variable {p.api_key_env} is not set"
+        for name, p in config.providers.items()
+        if p.api_key_env and p.api_key_env not in os.environ
+    ]
+
+
+def _price(config: GatewayConfig, alias: str) -> pricing.Price | None:
+    model = config.models[alias]
+    kind = config.providers[model.provider].kind
+    known = pricing.lookup(model.model, kind)
+    if model.input_per_mtok is not None and model.output_per_mtok is not None:
+        return pricing.Price(
+            input_per_mtok=model.input_per_mtok,
+            output_per_mtok=model.output_per_mtok,
+            max_output_tokens=model.max_output_tokens or (known and known.max_output_tokens),
+            context_window=model.context_window or (known and known.context_window),
+        )
+    if known is None:
+        return None
+    return pricing.Price(
+        input_per_mtok=model.input_per_mtok
+        if model.input_per_mtok is not None
+        else known.input_per_mtok,
+        output_per_mtok=model.output_per_mtok
+        if model.output_per_mtok is not None
+        else known.output_per_mtok,
+        max_output_tokens=model.max_output_tokens or known.max_output_tokens,
+        context_window=model.context_window or known.context_window,
+    )
+
+
+def resolve_models(config: GatewayConfig) -> dict[str, ResolvedModel]:
+    """Every alias with its provider and final price (the config must have passed cross_check)."""
+    resolved = {}
+    for alias, model in config.models.items():
+        kind = config.providers[model.provider].kind
+        price = _price(config, alias)
+        assert price is not None, "resolve_models needs a cross-checked config"
+        resolved[alias] = ResolvedModel(
+            alias=alias,
+            provider=model.provider,
+            provider_kind=kind,
+            upstream_model=model.model,
+            price=price,
+            logprobs=model.logprobs if model.logprobs is not None else kind == "openai",
+        )
+    return resolved

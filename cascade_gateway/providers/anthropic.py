@@ -1,0 +1,451 @@
+"""The Anthropic Messages API adapter: OpenAI-format requests in, the gateway's types out.
+
+Mapping decisions, where the two APIs differ:
+- Every system (or developer) message is joined into Anthropic's single `system` prompt.
+- Consecutive same-role messages are merged (Anthropic requires alternation); `role: tool`
+  results become `tool_result` blocks of a user message.
+- `max_tokens` is required by Anthropic: `DEFAULT_MAX_TOKENS` when the request sets none.
+- Anthropic has no JSON mode: a `response_format` of json_object or json_schema appends an
+  instruction (with the schema, if any) to the system prompt instead.
+- `temperature` is clamped to Anthropic's 0..1. OpenAI-only parameters in `request.extra`
+  (seed, penalties, ...) are dropped; Anthropic's own (`_PASSTHROUGH`) pass through.
+- No logprobs: `Completion.logprobs` is None and deltas carry none.
+- A message this API cannot take (an image that is not a URL or base64 data URL, tool-call
+  arguments that are not a JSON object) raises `ProviderError` with status 400 before any call,
+  so the cascade can try a tier that can.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import httpx2
+
+from cascade_gateway.domain import ChatRequest, Completion, Delta, ToolCall, ToolCallDelta, Usage
+from cascade_gateway.errors import ProviderError
+from cascade_gateway.providers.openai import counted_usage, parse_retry_after
+
+ANTHROPIC_ERRORS = (anthropic.AnthropicError, httpx2.HTTPError, json.JSONDecodeError)
+
+DEFAULT_MAX_TOKENS = 4096
+"""Sent when the request sets no `max_tokens`, which Anthropic requires."""
+
+JSON_INSTRUCTION = (
+    "Respond with a single JSON value and nothing else: no prose, no Markdown code fences."
+)
+
+_STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# An error event inside a 200 stream has no HTTP status; Anthropic documents one per type.
+_ERROR_TYPE_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+_TOOL_CHOICES = {"auto": "auto", "required": "any", "none": "none"}
+
+# Cached prompt tokens are still prompt tokens; Anthropic reports them apart.
+_INPUT_COUNTS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+# Messages API parameters with no OpenAI counterpart, taken from `request.extra` as they are.
+_PASSTHROUGH = ("top_k", "metadata", "thinking", "service_tier")
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if part.get("type") == "text")
+    return content or ""
+
+
+def _image(image_url: Any) -> dict[str, Any]:
+    url = image_url.get("url", "") if isinstance(image_url, dict) else str(image_url)
+    if url.startswith(("http://", "https://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    header, comma, data = url.partition(",")
+    media_type, _, encoding = header.removeprefix("data:").partition(";")
+    if url.startswith("data:") and comma and encoding == "base64" and media_type:
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
+    raise ValueError("an image must be an http(s) URL or a base64 data URL")
+
+
+def _content_blocks(content: Any) -> list[dict[str, Any]]:
+    if not isinstance(content, list):
+        # Anthropic refuses empty text blocks.
+        return [{"type": "text", "text": content}] if content else []
+    blocks = []
+    for part in content:
+        kind = part.get("type")
+        if kind == "text":
+            if part.get("text"):
+                blocks.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url":
+            blocks.append(_image(part.get("image_url")))
+        else:
+            raise ValueError(f"content part {kind!r} has no Anthropic equivalent")
+    return blocks
+
+
+def _tool_use(call: dict[str, Any]) -> dict[str, Any]:
+    function = call.get("function") or {}
+    arguments = json.loads(function.get("arguments") or "{}")
+    if not isinstance(arguments, dict):
+        raise ValueError(f"tool call {call.get('id')!r} arguments are not a JSON object")
+    return {
+        "type": "tool_use",
+        "id": call.get("id"),
+        "name": function.get("name"),
+        "input": arguments,
+    }
+
+
+def _system_and_messages(
+    messages: list[dict[str, Any]],
+) -> tuple[list[str], list[dict[str, Any]]]:
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        role = message.get("role")
+        content = message.get("content")
+        if role in ("system", "developer"):
+            if text := _text(content):
+                system.append(text)
+            continue
+        if role == "tool":
+            role = "user"
+            blocks = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": message.get("tool_call_id"),
+                    "content": _text(content),
+                }
+            ]
+        elif role == "assistant":
+            blocks = _content_blocks(content)
+            blocks += [_tool_use(call) for call in message.get("tool_calls") or ()]
+        elif role == "user":
+            blocks = _content_blocks(content)
+        else:
+            raise ValueError(f"messages with role {role!r} have no Anthropic equivalent")
+        if not blocks:
+            continue  # Anthropic refuses an empty message, and it says nothing anyway
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return system, turns
+
+
+def _json_instruction(response_format: dict[str, Any] | None) -> str | None:
+    kind = (response_format or {}).get("type")
+    if kind == "json_object":
+        return JSON_INSTRUCTION
+    if kind == "json_schema":
+        schema = (response_format or {}).get("json_schema", {}).get("schema")
+        if schema is None:
+            return JSON_INSTRUCTION
+        return f"{JSON_INSTRUCTION} It must match this JSON schema: {json.dumps(schema)}"
+    return None
+
+
+def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    mapped = []
+    for tool in tools:
+        if tool.get("type", "function") != "function":
+            raise ValueError(f"tool type {tool.get('type')!r} has no Anthropic equivalent")
+        function = tool.get("function") or {}
+        entry = {
+            "name": function.get("name"),
+            "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+        }
+        if function.get("description"):
+            entry["description"] = function["description"]
+        mapped.append(entry)
+    return mapped
+
+
+def _tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(choice, dict):
+        return {"type": "tool", "name": (choice.get("function") or {}).get("name")}
+    if choice not in _TOOL_CHOICES:
+        raise ValueError(f"tool_choice {choice!r} has no Anthropic equivalent")
+    return {"type": _TOOL_CHOICES[choice]}
+
+
+def messages_body(request: ChatRequest) -> dict[str, Any]:
+    """The Messages API body for `request`, except `model` and `stream`.
+
+    Raises ValueError for content Anthropic cannot take.
+    """
+    system, turns = _system_and_messages(request.messages)
+    if instruction := _json_instruction(request.response_format):
+        system.append(instruction)
+    body: dict[str, Any] = {
+        "max_tokens": request.max_tokens
+        or request.extra.get("max_completion_tokens")
+        or DEFAULT_MAX_TOKENS,
+        "messages": turns,
+    }
+    if system:
+        body["system"] = "\n\n".join(system)
+    if request.temperature is not None:
+        body["temperature"] = min(request.temperature, 1.0)
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop_sequences"] = request.stop
+    if request.tools:
+        body["tools"] = _tools(request.tools)
+    if request.tool_choice is not None:
+        body["tool_choice"] = _tool_choice(request.tool_choice)
+    if request.extra.get("parallel_tool_calls") is False and request.tools:
+        body["tool_choice"] = {**body.get("tool_choice", {"type": "auto"})}
+        body["tool_choice"]["disable_parallel_tool_use"] = True
+    if user := request.extra.get("user"):
+        body["metadata"] = {"user_id": user}
+    body.update({key: request.extra[key] for key in _PASSTHROUGH if key in request.extra})
+    return body
+
+
+def _reported_counts(raw: Any) -> dict[str, int]:
+    """The token counts an Anthropic usage object reports (absent or null ones left out)."""
+    fields = (*_INPUT_COUNTS, "output_tokens")
+    return {field: value for field in fields if (value := getattr(raw, field, None)) is not None}
+
+
+def _usage(counts: dict[str, int]) -> Usage:
+    return Usage(
+        input_tokens=sum(counts.get(field, 0) for field in _INPUT_COUNTS),
+        output_tokens=counts.get("output_tokens", 0),
+    )
+
+
+def _finish_reason(stop_reason: str | None) -> str:
+    return _STOP_REASONS.get(stop_reason or "", "stop")
+
+
+def translate_anthropic_error(exc: Exception, provider: str) -> ProviderError:
+    """The gateway's `ProviderError` for an exception from the anthropic SDK."""
+    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
+        return ProviderError(f"timed out: {exc}", provider=provider, timed_out=True)
+    if isinstance(exc, anthropic.APIStatusError):
+        status: int | None = exc.status_code
+        if status is not None and status < 400:  # an error event inside a 200 stream
+            error = exc.body.get("error") if isinstance(exc.body, dict) else None
+            status = _ERROR_TYPE_STATUS.get(error.get("type")) if isinstance(error, dict) else None
+        return ProviderError(
+            exc.message,
+            provider=provider,
+            status=status,
+            body=exc.body,
+            retry_after=parse_retry_after(exc.response.headers),
+        )
+    if isinstance(exc, json.JSONDecodeError):
+        return ProviderError(f"malformed JSON from upstream: {exc}", provider=provider)
+    if isinstance(exc, anthropic.APIConnectionError | httpx2.HTTPError):
+        return ProviderError(f"connection failed: {exc}", provider=provider)
+    return ProviderError(str(exc) or type(exc).__name__, provider=provider)
+
+
+class _EventMapper:
+    """Turns raw Messages stream events into `Delta`s; `finish()` gives the closing one."""
+
+    def __init__(self, request: ChatRequest, provider: str) -> None:
+        self._request = request
+        self._provider = provider
+        self._tool_ordinals: dict[int, int] = {}  # content block index -> tool call index
+        self._tools_with_arguments: set[int] = set()
+        # message_start reports every count, message_delta the ones that changed (cumulative).
+        self._counts: dict[str, int] = {}
+        self._stop_reason: str | None = None
+        self._stopped = False
+        # What was produced, to count usage if the upstream reports none.
+        self._text: list[str] = []
+        self._tool_calls: list[ToolCallDelta] = []
+
+    def feed(self, event: Any) -> Delta | None:
+        """The delta worth yielding for one event, if any."""
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            self._counts.update(_reported_counts(event.message.usage))
+        elif kind == "content_block_start":
+            return self._produced(self._block_start(event.index, event.content_block))
+        elif kind == "content_block_delta":
+            return self._produced(self._block_delta(event.index, event.delta))
+        elif kind == "content_block_stop":
+            ordinal = self._tool_ordinals.get(event.index)
+            # OpenAI always sends arguments; a tool called with no input streams none at all.
+            if ordinal is not None and ordinal not in self._tools_with_arguments:
+                return self._produced(Delta(tool_calls=(ToolCallDelta(ordinal, arguments="{}"),)))
+        elif kind == "message_delta":
+            self._stop_reason = event.delta.stop_reason
+            self._counts.update(_reported_counts(event.usage))
+        elif kind == "message_stop":
+            self._stopped = True
+        return None
+
+    def _produced(self, delta: Delta | None) -> Delta | None:
+        if delta is not None:
+            self._text.append(delta.text)
+            self._tool_calls.extend(delta.tool_calls)
+        return delta
+
+    def _block_start(self, index: int, block: Any) -> Delta | None:
+        if block.type == "tool_use":
+            ordinal = self._tool_ordinals[index] = len(self._tool_ordinals)
+            return Delta(tool_calls=(ToolCallDelta(ordinal, id=block.id, name=block.name),))
+        if block.type == "text" and block.text:
+            return Delta(text=block.text)
+        return None
+
+    def _block_delta(self, index: int, delta: Any) -> Delta | None:
+        if delta.type == "text_delta":
+            return Delta(text=delta.text)
+        ordinal = self._tool_ordinals.get(index)
+        if delta.type == "input_json_delta" and ordinal is not None and delta.partial_json:
+            self._tools_with_arguments.add(ordinal)
+            return Delta(tool_calls=(ToolCallDelta(ordinal, arguments=delta.partial_json),))
+        return None  # thinking and signature deltas are not part of the answer
+
+    def finish(self) -> Delta:
+        """The closing delta; raises `ProviderError` if the stream was cut before message_stop."""
+        if not self._stopped:
+            raise ProviderError("stream ended before message_stop", provider=self._provider)
+        usage = (
+            _usage(self._counts)
+            if self._counts
+            else counted_usage(self._request, "".join(self._text), self._tool_calls)
+        )
+        return Delta(finish_reason=_finish_reason(self._stop_reason), usage=usage)
+
+
+class AnthropicProvider:
+    """Anthropic's Messages API, through one pooled `anthropic.AsyncAnthropic` client.
+
+    The SDK never retries (`max_retries=0`): retrying and escalating are the gateway's job.
+    The anthropic SDK is built on `httpx2`, so an injected `http_client` is an
+    `httpx2.AsyncClient`.
+
+    Example:
+        provider = AnthropicProvider("anthropic", base_url=None, api_key=key)
+        completion = await provider.complete("claude-haiku-4-5", ChatRequest(messages=[...]))
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 600,
+        max_connections: int = 1000,
+        headers: dict[str, str] | None = None,
+        http_client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        self.name = name
+        # Fail fast on an unreachable host (so the cascade can move on) but let generation run.
+        timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 5.0))
+        if http_client is None:
+            http_client = anthropic.DefaultAsyncHttpxClient(
+                timeout=timeout,
+                limits=httpx2.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                ),
+            )
+        self._client = anthropic.AsyncAnthropic(
+            # Like the openai adapter: a keyless upstream (a local proxy) still gets a request,
+            # and a real one answers 401, which reaches the client as an upstream error.
+            api_key=api_key or os.environ.get("ANTHROPIC_API_KEY") or "no-key",
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=0,
+            default_headers=headers,
+            http_client=http_client,
+        )
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        try:
+            return messages_body(request)
+        except (ValueError, TypeError, AttributeError) as exc:
+            # Malformed or unsupported messages: this upstream would refuse them, another may not.
+            raise ProviderError(
+                f"request cannot be sent to Anthropic: {exc}", provider=self.name, status=400
+            ) from exc
+
+    async def complete(self, model: str, request: ChatRequest) -> Completion:
+        """One non-streamed Messages call."""
+        body = self._body(request)
+        try:
+            message = await self._client.messages.create(
+                model=model,
+                max_tokens=body.pop("max_tokens"),
+                messages=body.pop("messages"),
+                extra_body=body,
+            )
+        except ANTHROPIC_ERRORS as exc:
+            raise translate_anthropic_error(exc, self.name) from exc
+        content = getattr(message, "content", None)
+        if not isinstance(content, list):
+            raise ProviderError(
+                f"upstream answered without content: {str(message)[:200]!r}", provider=self.name
+            )
+        text = "".join(block.text for block in content if block.type == "text")
+        tool_calls = [
+            ToolCall(id=block.id, name=block.name, arguments=json.dumps(block.input))
+            for block in content
+            if block.type == "tool_use"
+        ]
+        counts = _reported_counts(getattr(message, "usage", None))
+        usage = _usage(counts) if counts else counted_usage(request, text, tool_calls)
+        return Completion(
+            text=text,
+            finish_reason=_finish_reason(message.stop_reason),
+            usage=usage,
+            model=getattr(message, "model", None) or model,
+            tool_calls=tool_calls,
+        )
+
+    async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[Delta]:
+        """Stream deltas; the last one carries finish_reason and usage."""
+        body = self._body(request)
+        mapper = _EventMapper(request, self.name)
+        try:
+            events = await self._client.messages.create(
+                model=model,
+                max_tokens=body.pop("max_tokens"),
+                messages=body.pop("messages"),
+                stream=True,
+                extra_body=body,
+            )
+            # Leaving this block early (the consumer closed us) closes the HTTP response.
+            async with events:
+                async for event in events:
+                    if (delta := mapper.feed(event)) is not None:
+                        yield delta
+        except ANTHROPIC_ERRORS as exc:
+            raise translate_anthropic_error(exc, self.name) from exc
+        yield mapper.finish()
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._client.close()

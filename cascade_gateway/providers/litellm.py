@@ -1,0 +1,148 @@
+"""The litellm adapter: every upstream the other adapters do not speak (Bedrock, Vertex, ...).
+
+litellm is imported only when a `LiteLLMProvider` is built: importing it costs seconds and
+hundreds of MB, which a gateway using only the OpenAI and Anthropic adapters never pays.
+Its responses are OpenAI-shaped, so they are mapped by the OpenAI adapter's helpers.
+
+`drop_params` is on by default: a parameter the target model lacks (logprobs,
+response_format, ...) is dropped instead of failing the call. The cascade's validators are the
+safety net (a draft that ignored a JSON format fails validation and escalates), and a missing
+`Completion.logprobs` already means "unknown" to them. Set `extra={"drop_params": False}` to
+fail fast instead. litellm's own retries are off: the gateway owns retries.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from types import ModuleType
+from typing import Any
+
+from cascade_gateway.domain import ChatRequest, Completion, Delta
+from cascade_gateway.providers.openai import (
+    OPENAI_ERRORS,
+    ChatChunkMapper,
+    chat_params,
+    completion_from_chat,
+    translate_openai_error,
+)
+
+# OpenAI request parameters litellm maps per provider, so they go to it as keyword arguments.
+# Anything else from `request.extra` travels in `extra_body`: litellm also takes endpoints and
+# credentials as keyword arguments (api_base, api_key, extra_headers, ...), which a client's
+# request must never be able to set.
+_REQUEST_PARAMS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "max_tokens",
+        "max_completion_tokens",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "user",
+        "seed",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "logprobs",
+        "top_logprobs",
+        "reasoning_effort",
+        "modalities",
+        "prediction",
+        "audio",
+        "web_search_options",
+        "service_tier",
+        "prompt_cache_key",
+        "safety_identifier",
+        "verbosity",
+        "store",
+    }
+)
+
+
+def _import_litellm() -> ModuleType:
+    # Without this, importing litellm fetches its model price map over the network.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    # Its "Give Feedback / Get Help" banner on every error is noise in a server's output.
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+class LiteLLMProvider:
+    """Any model litellm supports, named the litellm way (`bedrock/...`, `openai/...`).
+
+    `extra` goes into every `litellm.acompletion` call (provider credentials, `extra_headers`,
+    `drop_params`, ...). litellm pools and caches its own HTTP clients, process-wide.
+
+    Example:
+        provider = LiteLLMProvider("bedrock", api_base=None, api_key=None, timeout_s=60,
+                                   extra={"aws_region_name": "us-east-1"})
+        completion = await provider.complete("bedrock/amazon.nova-lite-v1:0", request)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 600,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        # Imported here, not on first call, so the import's seconds are paid at startup.
+        self._litellm = _import_litellm()
+        self._options: dict[str, Any] = {
+            "api_base": api_base,
+            "api_key": api_key,
+            "timeout": timeout_s,
+            "max_retries": 0,
+            "num_retries": 0,
+            "drop_params": True,
+            **(extra or {}),
+        }
+
+    def _arguments(self, model: str, request: ChatRequest) -> dict[str, Any]:
+        params = chat_params(request)
+        arguments = {key: value for key, value in params.items() if key in _REQUEST_PARAMS}
+        if extra_body := {k: v for k, v in params.items() if k not in _REQUEST_PARAMS}:
+            arguments["extra_body"] = extra_body
+        return {**arguments, **self._options, "model": model, "messages": request.messages}
+
+    async def complete(self, model: str, request: ChatRequest) -> Completion:
+        """One non-streamed call through `litellm.acompletion`."""
+        try:
+            response = await self._litellm.acompletion(**self._arguments(model, request))
+        except OPENAI_ERRORS as exc:
+            raise translate_openai_error(exc, self.name) from exc
+        return completion_from_chat(response, request, model=model, provider=self.name)
+
+    async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[Delta]:
+        """Stream deltas; the last one carries finish_reason and usage."""
+        mapper = ChatChunkMapper(request, self.name)
+        chunks = None
+        try:
+            chunks = await self._litellm.acompletion(
+                **self._arguments(model, request),
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            async for chunk in chunks:
+                for delta in mapper.feed(chunk):
+                    yield delta
+        except OPENAI_ERRORS as exc:
+            raise translate_openai_error(exc, self.name) from exc
+        finally:
+            if chunks is not None:
+                # Closes the upstream response when the consumer stops early.
+                await chunks.aclose()
+        yield mapper.finish()
+
+    async def aclose(self) -> None:
+        """Nothing of ours to release: litellm's HTTP clients are shared by the process."""

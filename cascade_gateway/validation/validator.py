@@ -1,0 +1,151 @@
+"""A chain of signals judged as one: run them in order, combine their scores into a verdict."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import fields
+from typing import Any, Protocol
+
+from cascade_gateway.domain import ChatRequest, Completion
+from cascade_gateway.validation.signals import (
+    Complexity,
+    Empty,
+    Hedging,
+    JsonFormat,
+    LengthFit,
+    Logprob,
+    Refusal,
+    ToolCalls,
+    Truncation,
+)
+from cascade_gateway.validation.verdict import SignalScore, Verdict, combine
+
+logger = logging.getLogger(__name__)
+
+
+class Signal(Protocol):
+    """Scores one aspect of a draft; returns None when it does not apply to the request.
+
+    May be sync or async (return an awaitable): the validator awaits only what needs it.
+
+    Example:
+        class Shouting:
+            name = "shouting"
+
+            def __call__(self, request, completion):
+                loud = completion.text.isupper()
+                return SignalScore.of_soft(self.name, 0.0 if loud else 1.0, 1.0, f"{loud=}")
+    """
+
+    name: str
+
+    def __call__(
+        self, request: ChatRequest, completion: Completion
+    ) -> SignalScore | Awaitable[SignalScore | None] | None: ...
+
+
+class Validator:
+    """Runs its signals in order and combines their scores against `threshold`.
+
+    The first failed gate ends the run: the verdict is settled, and a later signal may be
+    expensive (a judge model). A signal that raises counts as a failed gate, so a draft nobody
+    could judge is escalated rather than served.
+
+    Example:
+        verdict = await build_validator(0.7).validate(request, completion)
+        if not verdict.accepted:
+            print(verdict.reason)  # refusal: "i can't help"
+    """
+
+    def __init__(self, signals: Sequence[Signal], threshold: float) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+        self.signals = tuple(signals)
+        self.threshold = threshold
+
+    async def validate(self, request: ChatRequest, completion: Completion) -> Verdict:
+        """Judge one completion of `request`."""
+        scores: list[SignalScore] = []
+        for signal in self.signals:
+            try:
+                result = signal(request, completion)
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception as exc:
+                logger.exception("validation signal %r failed", signal.name)
+                detail = f"signal raised {type(exc).__name__}: {exc}"
+                result = SignalScore.of_gate(signal.name, False, detail)
+            if result is None:
+                continue
+            scores.append(result)
+            if result.gate and not result.passed:
+                break
+        return combine(scores, self.threshold)
+
+
+# Gates first (cheapest, and the first failure is the reason given), then soft signals. Each is
+# a dataclass whose init fields are its options.
+_BUILT_IN: dict[str, type[Any]] = {
+    "truncation": Truncation,
+    "empty": Empty,
+    "refusal": Refusal,
+    "json": JsonFormat,
+    "tool_calls": ToolCalls,
+    "hedging": Hedging,
+    "logprob": Logprob,
+    "complexity": Complexity,
+    "length_fit": LengthFit,
+}
+SIGNAL_NAMES: tuple[str, ...] = tuple(_BUILT_IN)
+
+
+def build_validator(
+    threshold: float = 0.7, signals: Mapping[str, Mapping[str, Any]] | None = None
+) -> Validator:
+    """The built-in signals, configured by per-signal settings from a cascade's config.
+
+    Every signal accepts `enabled` (bool); soft ones also take `weight` (a number >= 0).
+    Unknown signal names, unknown options and bad values raise one ValueError naming them all.
+
+    Example:
+        build_validator(0.8, {"logprob": {"enabled": False}, "hedging": {"weight": 2.0}})
+    """
+    settings = dict(signals or {})
+    problems = [
+        f"unknown signal {name!r} (known: {', '.join(SIGNAL_NAMES)})"
+        for name in settings
+        if name not in _BUILT_IN
+    ]
+    chain: list[Signal] = []
+    for name, factory in _BUILT_IN.items():
+        options = settings.get(name, {})
+        if not isinstance(options, Mapping):
+            problems.append(f"{name}: settings must be a mapping, got {options!r}")
+            continue
+        accepted = ["enabled", *(f.name for f in fields(factory) if f.init)]
+        found = [
+            problem
+            for key, value in options.items()
+            if (problem := _option_problem(name, key, value, accepted)) is not None
+        ]
+        problems.extend(found)
+        if not found and options.get("enabled", True):
+            chain.append(factory(**{k: v for k, v in options.items() if k != "enabled"}))
+    if problems:
+        raise ValueError("; ".join(problems))
+    return Validator(chain, threshold)
+
+
+def _option_problem(signal: str, key: Any, value: Any, accepted: list[str]) -> str | None:
+    if key not in accepted:
+        return f"{signal}: unknown option {key!r} (options: {', '.join(accepted)})"
+    if key == "enabled":
+        return None if isinstance(value, bool) else f"{signal}.enabled must be true or false"
+    # Every other option is a weight.
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0:
+        return f"{signal}.{key} must be a number >= 0, got {value!r}"
+    return None

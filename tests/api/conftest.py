@@ -1,0 +1,93 @@
+"""The gateway on a real socket, in front of the fake upstream on another real socket."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from cascade_gateway.app import create_app
+from cascade_gateway.config import parse_config
+from cascade_gateway.fake_upstream import FakeUpstream
+from tests.configs import config_dict
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI) -> Iterator[str]:
+    """Run `app` under uvicorn on a free port of 127.0.0.1; yield its base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the gateway did not start")
+        time.sleep(0.005)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream.running() as up:
+        yield up
+
+
+@pytest.fixture(autouse=True)
+def fresh_upstream(upstream: FakeUpstream) -> None:
+    upstream.clear()
+
+
+def gateway_config(upstream_url: str) -> dict:
+    config = config_dict(
+        base_url=f"{upstream_url}/v1",
+        default={"tiers": ["small", "large"]},
+        anthropic={"tiers": ["haiku", "large"]},
+    )
+    config["providers"]["claude"] = {"kind": "anthropic", "base_url": upstream_url}
+    config["models"]["haiku"] = {
+        "provider": "claude",
+        "model": "claude-draft",
+        "input_per_mtok": 0.80,
+        "output_per_mtok": 4.00,
+    }
+    config["server"] = {"max_body_bytes": 64 * 1024}
+    return config
+
+
+@pytest.fixture(scope="session")
+def gateway_url(upstream: FakeUpstream) -> Iterator[str]:
+    app = create_app(parse_config(gateway_config(upstream.url)))
+    with serve_in_thread(app) as url:
+        yield url
+
+
+@pytest.fixture
+def client(gateway_url: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="test", max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+async def aclient(gateway_url: str):
+    async with openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key="test", max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+def http(gateway_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway_url, timeout=10) as c:
+        yield c

@@ -1,0 +1,34 @@
+"""Config builders shared by the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (input, output) dollars per million tokens, as in config/example.yaml plus a middle tier.
+PRICES = {
+    "small": (0.15, 0.60),
+    "medium": (1.00, 4.00),
+    "large": (2.50, 10.00),
+}
+UPSTREAM_NAMES = {"small": "draft-model", "medium": "medium-model", "large": "strong-model"}
+
+
+def config_dict(base_url: str = "http://127.0.0.1:9/v1", **cascades: Any) -> dict[str, Any]:
+    """A config with three priced models on one provider and the given cascades."""
+    return {
+        "providers": {"local": {"kind": "openai", "base_url": base_url, "api_key_env": "NOPE"}},
+        "models": {
+            alias: {
+                "provider": "local",
+                "model": UPSTREAM_NAMES[alias],
+                "input_per_mtok": price[0],
+                "output_per_mtok": price[1],
+            }
+            for alias, price in PRICES.items()
+        },
+        "cascades": cascades
+        or {
+            "default": {"tiers": ["small", "large"]},
+            "three": {"tiers": ["small", "medium", "large"]},
+        },
+    }

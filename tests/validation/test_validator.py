@@ -1,0 +1,233 @@
+"""The validator as the cascade uses it: built from config, run on a draft, one verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from cascade_gateway.domain import ChatRequest, Completion
+from cascade_gateway.validation import SIGNAL_NAMES, SignalScore, Validator, build_validator
+
+
+class Fixed:
+    """A sync signal that always says the same thing, and counts its calls."""
+
+    def __init__(self, name: str, score: SignalScore | None) -> None:
+        self.name = name
+        self.score = score
+        self.calls = 0
+
+    def __call__(self, request: ChatRequest, completion: Completion) -> SignalScore | None:
+        self.calls += 1
+        return self.score
+
+
+class SlowJudge:
+    """An async signal, as a judge model calling an LLM would be."""
+
+    name = "judge"
+
+    def __init__(self, score: float) -> None:
+        self.score = score
+        self.awaited = False
+
+    async def __call__(self, request: ChatRequest, completion: Completion) -> SignalScore:
+        await asyncio.sleep(0)
+        self.awaited = True
+        return SignalScore.of_soft(self.name, self.score, 1.0, "judged")
+
+
+class Broken:
+    name = "broken"
+
+    def __call__(self, request: ChatRequest, completion: Completion) -> SignalScore:
+        raise RuntimeError("judge offline")
+
+
+async def test_default_validator_accepts_a_plain_factual_answer(ask, answer):
+    verdict = await build_validator().validate(ask(), answer("The capital of France is Paris."))
+
+    assert verdict.accepted is True
+    assert verdict.reason is None
+
+
+async def test_default_validator_rejects_a_hedging_answer(ask, answer):
+    text = "I'm not sure, but it might possibly be Lyon, I think."
+
+    verdict = await build_validator().validate(ask(), answer(text))
+
+    assert verdict.accepted is False
+    assert verdict.reason.startswith("score 0.34 < threshold 0.70 (weakest: hedging")
+
+
+async def test_default_validator_rejects_a_refusal(ask, answer):
+    text = "I'm sorry, but I can't help with that."
+
+    verdict = await build_validator().validate(ask(), answer(text))
+
+    assert verdict.accepted is False
+    assert verdict.reason == 'refusal: "i can\'t help"'
+
+
+async def test_default_validator_rejects_a_truncated_answer(ask, answer):
+    verdict = await build_validator().validate(ask(), answer("The capital", finish_reason="length"))
+
+    assert verdict.reason == "truncation: finish_reason=length"
+
+
+async def test_default_validator_rejects_a_clean_answer_the_model_was_unsure_of(ask, answer):
+    unsure = answer("The capital of France is Paris.", logprobs=[math.log(0.3)] * 8)
+
+    assert (await build_validator().validate(ask(), unsure)).accepted is False
+
+
+async def test_default_validator_accepts_a_confident_answer(ask, answer):
+    sure = answer("The capital of France is Paris.", logprobs=[-0.01] * 8)
+
+    assert (await build_validator().validate(ask(), sure)).accepted is True
+
+
+async def test_complexity_alone_does_not_reject_a_clean_answer(ask, answer):
+    question = "Prove step by step that sqrt(2) is irrational; derive and analyze the argument."
+    proof = (
+        "Suppose sqrt(2) = p/q in lowest terms. Then p^2 = 2q^2, so p is even; write p = 2k. "
+        "Then q^2 = 2k^2, so q is even too, contradicting lowest terms."
+    )
+
+    assert (await build_validator().validate(ask(question), answer(proof))).accepted is True
+
+
+async def test_verdict_reports_the_validators_threshold(ask, answer):
+    assert (await build_validator(0.55).validate(ask(), answer())).threshold == 0.55
+
+
+async def test_signals_that_do_not_apply_are_left_out(ask, answer):
+    verdict = await build_validator().validate(ask(), answer())
+
+    assert [s.name for s in verdict.signals] == [
+        "truncation",
+        "empty",
+        "refusal",
+        "hedging",
+        "complexity",
+    ]
+
+
+def test_signal_names_list_the_built_ins_in_evaluation_order():
+    assert SIGNAL_NAMES == (
+        "truncation",
+        "empty",
+        "refusal",
+        "json",
+        "tool_calls",
+        "hedging",
+        "logprob",
+        "complexity",
+        "length_fit",
+    )
+
+
+def test_build_validator_runs_every_built_in_by_default():
+    assert [s.name for s in build_validator().signals] == list(SIGNAL_NAMES)
+
+
+def test_build_validator_leaves_out_a_disabled_signal():
+    validator = build_validator(signals={"logprob": {"enabled": False}})
+
+    assert "logprob" not in [s.name for s in validator.signals]
+
+
+async def test_build_validator_applies_a_weight(ask, answer):
+    validator = build_validator(signals={"hedging": {"weight": 2.0}})
+
+    verdict = await validator.validate(ask(), answer())
+
+    assert verdict.signal("hedging").weight == 2.0
+
+
+def test_build_validator_names_an_unknown_signal():
+    with pytest.raises(ValueError, match=r"unknown signal 'hedge' \(known: truncation, empty"):
+        build_validator(signals={"hedge": {}})
+
+
+def test_build_validator_names_an_unknown_option():
+    expected = r"hedging: unknown option 'wieght' \(options: enabled, weight\)"
+    with pytest.raises(ValueError, match=expected):
+        build_validator(signals={"hedging": {"wieght": 2.0}})
+
+
+def test_build_validator_refuses_a_weight_on_a_gate():
+    expected = r"truncation: unknown option 'weight' \(options: enabled\)"
+    with pytest.raises(ValueError, match=expected):
+        build_validator(signals={"truncation": {"weight": 2.0}})
+
+
+@pytest.mark.parametrize("weight", [-1.0, "heavy", True, math.inf])
+def test_build_validator_refuses_a_bad_weight(weight):
+    with pytest.raises(ValueError, match=r"hedging.weight must be a number >= 0"):
+        build_validator(signals={"hedging": {"weight": weight}})
+
+
+def test_build_validator_refuses_a_non_boolean_enabled():
+    with pytest.raises(ValueError, match=r"logprob.enabled must be true or false"):
+        build_validator(signals={"logprob": {"enabled": "no"}})
+
+
+def test_build_validator_refuses_settings_that_are_not_a_mapping():
+    with pytest.raises(ValueError, match=r"hedging: settings must be a mapping, got 2.0"):
+        build_validator(signals={"hedging": 2.0})  # type: ignore[dict-item]
+
+
+def test_build_validator_reports_every_problem_at_once():
+    with pytest.raises(ValueError) as caught:
+        build_validator(signals={"nope": {}, "hedging": {"x": 1}, "logprob": {"weight": -1}})
+
+    assert str(caught.value).count(";") == 2
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5])
+def test_threshold_outside_zero_one_is_refused(threshold):
+    with pytest.raises(ValueError, match="threshold must be between 0 and 1"):
+        build_validator(threshold)
+
+
+async def test_custom_async_signal_is_awaited(ask, answer):
+    judge = SlowJudge(0.2)
+
+    verdict = await Validator([judge], threshold=0.7).validate(ask(), answer())
+
+    assert judge.awaited is True
+    assert verdict.score == pytest.approx(0.2)
+
+
+async def test_custom_sync_signal_is_combined(ask, answer):
+    shouting = Fixed("shouting", SignalScore.of_soft("shouting", 0.5, 1.0, "all caps"))
+
+    verdict = await Validator([shouting], threshold=0.7).validate(ask(), answer())
+
+    assert verdict.accepted is False
+
+
+async def test_signal_returning_none_is_left_out(ask, answer):
+    verdict = await Validator([Fixed("absent", None)], threshold=0.7).validate(ask(), answer())
+
+    assert verdict.signals == ()
+    assert verdict.score == 1.0
+
+
+async def test_first_failed_gate_ends_the_run(ask, answer):
+    later = Fixed("later", SignalScore.of_soft("later", 1.0, 1.0, ""))
+    failing = Fixed("gate", SignalScore.of_gate("gate", False, "no"))
+
+    await Validator([failing, later], threshold=0.7).validate(ask(), answer())
+
+    assert later.calls == 0
+
+
+async def test_signal_that_raises_rejects_the_draft(ask, answer, caplog):
+    verdict = await Validator([Broken()], threshold=0.7).validate(ask(), answer())
+
+    assert verdict.reason == "broken: signal raised RuntimeError: judge offline"
+    assert "validation signal 'broken' failed" in caplog.text
