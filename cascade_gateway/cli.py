@@ -40,6 +40,9 @@ def _serve(args: argparse.Namespace) -> int:
     # Workers re-read the (already checked) file through the app factory.
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    # The SDKs' clients log every upstream call at INFO; that is the access log's job.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     # uvicorn re-raises SIGTERM once it has shut down gracefully, which would make the process
     # exit 143; a drained shutdown is a success, so that re-raised signal is absorbed here.
     signal.signal(signal.SIGTERM, lambda *_: None)

@@ -64,11 +64,10 @@ class CascadeConfig(_Section):
 
 
 class ServerConfig(_Section):
-    """HTTP-level limits and privacy switches."""
+    """HTTP-level limits."""
 
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     trace_history: int = Field(default=10_000, ge=1)
-    log_prompts: bool = False
 
 
 class GatewayConfig(BaseSettings):

@@ -150,4 +150,5 @@ async def _frames(
         except Exception:
             log.exception("stream failed")
             yield sse.error_frame(UpstreamError("The stream failed inside the gateway."))
-        yield sse.DONE
+    # After the engine is closed, so the trace is recorded before the client sees the end.
+    yield sse.DONE

@@ -159,6 +159,7 @@ class CascadeEngine:
         trace = self._new_trace(route, request_id, streamed=True)
         start = self._clock()
         in_flight: tuple[Attempt, Tier, Assembler, float] | None = None
+        served = False
         try:
             for index, tier in enumerate(route.tiers):
                 final = index == len(route.tiers) - 1
@@ -205,9 +206,13 @@ class CascadeEngine:
                             self._mark_first_output(trace, start, delta)
                             yield Output(index, tier.model.alias, delta)
                 self._serve(trace, route, attempt)
+                served = True
                 yield Finished(trace, completion)
                 return
         except BaseException as exc:
+            if served:
+                # Closed after the answer was complete: nothing was lost.
+                raise
             if in_flight is not None:
                 attempt, tier, assembler, began = in_flight
                 # The upstream bills what it produced even if nobody reads it.

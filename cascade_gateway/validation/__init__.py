@@ -4,7 +4,8 @@ Built-in signals, in evaluation order (`SIGNAL_NAMES`):
 
     gate   truncation   finish_reason "length" or "content_filter"
     gate   empty        no text (beyond whitespace) and no tool call
-    gate   refusal      "I can't help with ...", "As an AI ..." opening the answer
+    gate   refusal      "I can't help with ...", "As an AI ..." starting one of the first
+                        two sentences; "I'm sorry, but" opening the answer
     gate   json         JSON mode: raw JSON, an object, valid against the given schema
     gate   tool_calls   offered tool, JSON-object arguments valid against its parameters
     soft   hedging      weight 1.0   density of "I'm not sure", "might", "I think", ...
@@ -13,8 +14,9 @@ Built-in signals, in evaluation order (`SIGNAL_NAMES`):
     soft   length_fit   weight 0.5   answer too short for a question with several parts
 
 A signal returns None when it does not apply (no logprobs, no JSON mode, ...) and is left out.
-Any failed gate rejects (score 0.0); otherwise the score is the weighted mean of the soft
-scores (1.0 when none apply) and the draft is accepted iff score >= threshold.
+The first failed gate rejects and ends the run (score 0.0); otherwise the score is the weighted
+mean of the soft scores (1.0 when none apply) and the draft is accepted iff score >= threshold.
+`combine` is that rule alone, so stored scores can be replayed at any threshold.
 """
 
 from cascade_gateway.validation.validator import SIGNAL_NAMES, Signal, Validator, build_validator

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from collections.abc import Awaitable, Mapping, Sequence
@@ -71,17 +70,20 @@ class Validator:
         scores: list[SignalScore] = []
         for signal in self.signals:
             try:
-                result = signal(request, completion)
-                if inspect.isawaitable(result):
-                    result = await result
+                outcome = signal(request, completion)
+                # Sync signals return their score directly and never touch the event loop.
+                if outcome is None or isinstance(outcome, SignalScore):
+                    score = outcome
+                else:
+                    score = await outcome
             except Exception as exc:
                 logger.exception("validation signal %r failed", signal.name)
                 detail = f"signal raised {type(exc).__name__}: {exc}"
-                result = SignalScore.of_gate(signal.name, False, detail)
-            if result is None:
+                score = SignalScore.of_gate(signal.name, False, detail)
+            if score is None:
                 continue
-            scores.append(result)
-            if result.gate and not result.passed:
+            scores.append(score)
+            if score.gate and not score.passed:
                 break
         return combine(scores, self.threshold)
 

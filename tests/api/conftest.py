@@ -64,6 +64,13 @@ def gateway_config(upstream_url: str) -> dict:
         "input_per_mtok": 0.80,
         "output_per_mtok": 4.00,
     }
+    config["models"]["tiny"] = {
+        "provider": "local",
+        "model": "tiny-model",
+        "input_per_mtok": 0.1,
+        "output_per_mtok": 0.1,
+        "context_window": 100,
+    }
     config["server"] = {"max_body_bytes": 64 * 1024}
     return config
 

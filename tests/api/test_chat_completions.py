@@ -7,6 +7,7 @@ import json
 import openai
 import pytest
 
+from cascade_gateway import tokens
 from cascade_gateway.fake_upstream import Fault, Reply, Rule
 
 GOOD = "The capital of France is Paris."
@@ -171,6 +172,19 @@ def test_stream_of_an_accepted_draft(client, upstream):
     assert chunks[-1].model_extra["cascade"]["outcome"] == "accepted"
 
 
+def test_a_finished_stream_is_recorded_with_its_outcome(client, http, upstream):
+    upstream.add(Rule(model="draft-model", reply=Reply(text=GOOD)))
+
+    for _ in client.chat.completions.create(
+        model="default", messages=QUESTION, stream=True, extra_headers={"x-request-id": "s-1"}
+    ):
+        pass
+
+    trace = http.get("/api/requests/s-1").json()
+    assert trace["outcome"] == "accepted"
+    assert trace["streamed"] is True and trace["ttft_ms"] > 0
+
+
 def test_stream_of_an_escalated_request_never_shows_the_draft(client, upstream):
     upstream.add(Rule(model="draft-model", reply=Reply(text=HEDGE)))
     upstream.add(Rule(model="strong-model", reply=Reply(text=GOOD)))
@@ -188,6 +202,25 @@ def test_stream_without_include_usage_has_no_empty_choices_chunk(client, upstrea
 
     assert all(c.choices for c in chunks)
     assert chunks[-1].model_extra["cascade"]["model_used"] == "small"
+
+
+def test_stream_without_upstream_usage_is_counted_and_says_so(client, http, upstream):
+    upstream.add(Rule(model="strong-model", reply=Reply(text=GOOD, omit_usage=True)))
+
+    chunks = list(
+        client.chat.completions.create(
+            model="large",
+            messages=QUESTION,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_headers={"x-request-id": "counted-1"},
+        )
+    )
+
+    assert chunks[-1].usage.completion_tokens == tokens.count_text(GOOD)
+    attempt = http.get("/api/requests/counted-1").json()["attempts"][0]
+    assert attempt["usage_counted"] is True
+    assert attempt["output_tokens"] == tokens.count_text(GOOD)
 
 
 def test_streamed_tool_calls_accumulate_in_the_sdk(client, upstream):
@@ -303,6 +336,18 @@ def test_oversized_body_is_a_413(http):
     )
 
     assert_openai_error(response, 413, "request_too_large")
+
+
+def test_prompt_longer_than_the_context_window_is_a_400(http):
+    prompt = "word " * 500
+
+    response = http.post(
+        "/v1/chat/completions",
+        json={"model": "tiny", "messages": [{"role": "user", "content": prompt}]},
+    )
+
+    error = assert_openai_error(response, 400, "context_length_exceeded")
+    assert error["param"] == "messages"
 
 
 def test_n_greater_than_one_is_refused(http):

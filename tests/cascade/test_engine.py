@@ -321,3 +321,15 @@ async def test_stream_broken_mid_way_on_the_final_tier_raises_and_bills(services
     assert trace is not None and trace.outcome == "error"
     assert trace.attempts[0].output_tokens == tokens.count_text("one two ")
     assert trace.attempts[0].usage_counted is True
+
+
+async def test_closing_the_stream_after_it_finished_keeps_the_outcome(services, scripted):
+    scripted.enqueue("draft-model", GOOD)
+
+    events = services.engine.stream(services.engine.resolve("default"), ask(), request_id="done")
+    async for event in events:
+        if isinstance(event, Finished):
+            break
+    await events.aclose()
+
+    assert services.ledger.get("done").outcome == "accepted"

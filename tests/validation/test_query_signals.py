@@ -57,6 +57,12 @@ def test_complexity_reads_only_the_last_user_message(answer):
     assert Complexity()(request, answer()).score > 0.95
 
 
+def test_complexity_reads_both_ends_of_a_long_message(ask, answer):
+    question = "Here is a document.\n" + "Plain filler text. " * 2000 + "\nProve the claim."
+
+    assert "prove" in Complexity()(ask(question), answer()).detail
+
+
 def test_complexity_reads_text_parts_of_a_list_content(answer):
     content = [
         {"type": "text", "text": "Prove it step by step."},

@@ -220,3 +220,9 @@ def test_tool_calls_fail_a_call_when_tool_choice_is_none(ask, answer):
     score = ToolCalls()(ask(tools=[WEATHER], tool_choice="none"), answer("", tool_calls=[call()]))
 
     assert score.detail == "tool_choice=none but the model called get_weather"
+
+
+def test_tool_calls_assume_no_requirement_from_an_unknown_tool_choice(ask, answer):
+    choice = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}}
+
+    assert ToolCalls()(ask(tools=[WEATHER], tool_choice=choice), answer("It is sunny.")) is None

@@ -138,6 +138,12 @@ def test_hedging_strong_hedge_costs_more_than_weak(ask, answer):
     assert strong.score < weak.score
 
 
+def test_hedging_counts_only_whole_words(ask, answer):
+    text = "The almighty river is impossibly wide; nobody thinks otherwise."
+
+    assert Hedging()(ask(), answer(text)).score == 1.0
+
+
 def test_hedging_ignores_code(ask, answer):
     text = "Use this helper:\n```python\n# might be None, maybe\nvalue = get()\n```"
 

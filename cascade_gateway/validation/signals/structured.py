@@ -108,7 +108,7 @@ def _required_tool(tool_choice: str | dict[str, Any] | None) -> str | bool:
     """The function tool_choice names, True when it requires any call, False otherwise."""
     if tool_choice == "required":
         return True
-    if isinstance(tool_choice, dict):
+    if isinstance(tool_choice, dict) and tool_choice.get("type") == "function":
         return (tool_choice.get("function") or {}).get("name") or True
     return False
 

@@ -7,10 +7,8 @@ import re
 from dataclasses import dataclass, field
 
 from cascade_gateway.domain import ChatRequest, Completion
+from cascade_gateway.validation.signals.phrases import Phrases
 from cascade_gateway.validation.verdict import SignalScore
-
-# Typographic apostrophes are common in model output; the patterns below spell only "'".
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 
 # Code is not prose: "# might be None" in a snippet is not the model hedging.
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`", re.DOTALL)
@@ -21,7 +19,8 @@ def prose(text: str) -> str:
     patterns match (lowercase patterns without IGNORECASE run about four times faster)."""
     if "`" in text:
         text = _CODE.sub(" ", text)
-    return text.translate(_APOSTROPHES).lower()
+    # Typographic apostrophes are common in model output; the patterns spell only "'".
+    return text.replace("\u2019", "'").replace("\u2018", "'").lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +67,16 @@ _SERVE = (
     r"|fulfill?|do (?:that|this)|answer|create|generate|write|share|support|engage|complete"
     r"|give|offer|discuss|produce|continue|participate|tell you|make)\b"
 )
-_CORE = re.compile(
-    r"i ?(?:cannot|can't|can not|won't|will not|(?:am|'m) not going to)"
-    r"(?: (?:be able to|really|in good conscience))? "
-    + _SERVE
-    + r"|i(?: am|'m) (?:unable|not able|not allowed|not permitted) to\b"
-    r"|i (?:must|have to|need to) (?:decline|refuse)\b"
-    r"|i (?:do not|don't) feel comfortable\b"
-    r"|that(?:'s| is) not something i (?:can|will|am able to)\b"
-    r"|as an ai\b"
+_CORE = Phrases(
+    [
+        r"i ?(?:cannot|can't|can not|won't|will not|(?:am|'m) not going to)"
+        r"(?: (?:be able to|really|in good conscience))? " + _SERVE,
+        r"i(?: am|'m) (?:unable|not able|not allowed|not permitted) to",
+        r"i (?:must|have to|need to) (?:decline|refuse)",
+        r"i (?:do not|don't) feel comfortable",
+        r"that(?:'s| is) not something i (?:can|will|am able to)",
+        r"as an ai",
+    ]
 )
 # A refusal phrase counts only where a sentence starts: at the beginning, after a newline, or
 # after . ! ? (and any closing quote or bracket), past markdown decoration such as "**" and a
@@ -144,13 +144,17 @@ _STRONG_HEDGES = (
     r"(?:sure|certain|confident)",
     r"i (?:do not|don't) (?:really |actually )?know",
     r"i have no idea",
-    r"(?:hard|difficult|impossible) to say",
+    r"hard to say",
+    r"difficult to say",
+    r"impossible to say",
     r"i (?:cannot|can't|can not) be (?:sure|certain)",
     r"i (?:could|may|might) be (?:wrong|mistaken)",
     r"if i (?:recall|remember)(?: correctly| right)?",
-    r"(?:my best|an educated|a wild) guess",
+    r"my best guess",
+    r"an educated guess",
+    r"a wild guess",
     r"i(?:'m| am) guessing",
-    r"(?:don't|do not) quote me",
+    r"do(?:n't| not) quote me",
 )
 _WEAK_HEDGES = (
     r"i (?:think|believe|guess|suppose|assume)",
@@ -159,15 +163,17 @@ _WEAK_HEDGES = (
     r"perhaps",
     r"maybe",
     r"probably",
-    r"(?:it|this|that) (?:seems|appears)",
+    r"it (?:seems|appears)",
+    r"this (?:seems|appears)",
+    r"that (?:seems|appears)",
     r"seems to be",
-    r"(?:it's|it is) (?:unclear|not clear)",
+    r"it(?:'s| is) (?:unclear|not clear)",
     r"could be",
     r"may be",
 )
-# Alternatives are tried left to right, so a strong hedge claims its words before a weak one
-# ("I might be wrong" counts once, as strong). Matches are few: each is then classified.
-_HEDGE = re.compile(r"\b(?:" + "|".join(_STRONG_HEDGES + _WEAK_HEDGES) + r")\b")
+# Strong hedges come first, so one claims its words before a weak one ("I might be wrong"
+# counts once, as strong). Matches are few: each is then classified.
+_HEDGE = Phrases(_STRONG_HEDGES + _WEAK_HEDGES)
 _STRONG_HEDGE = re.compile("|".join(_STRONG_HEDGES))
 STRONG_HEDGE_UNITS = 1.0
 WEAK_HEDGE_UNITS = 0.5
