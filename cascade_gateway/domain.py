@@ -13,6 +13,28 @@ from typing import Any
 Message = dict[str, Any]
 
 
+def content_text(content: Any) -> str:
+    """The text of a message's `content`: a string, or the text parts of a list of parts/blocks
+    (OpenAI's and Anthropic's shapes alike)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part.get("text", "")
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""
+
+
+def last_user_text(messages: list[Message]) -> str:
+    """The text of the last user message ("" if there is none)."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return content_text(message.get("content"))
+    return ""
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """One chat completion request, as the cascade sees it (the `model` is chosen per tier)."""

@@ -14,6 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cascade_gateway.domain import content_text
+
 if TYPE_CHECKING:
     import tiktoken
 
@@ -47,14 +49,6 @@ def count_text(text: str) -> int:
     return len(_encoding().encode(text, disallowed_special=()))
 
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return ""
-
-
 def count_messages(
     messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
 ) -> int:
@@ -62,7 +56,7 @@ def count_messages(
     total = TOKENS_PER_REPLY
     for message in messages:
         total += TOKENS_PER_MESSAGE + count_text(str(message.get("role", "")))
-        total += count_text(_content_text(message.get("content")))
+        total += count_text(content_text(message.get("content")))
         for call in message.get("tool_calls") or ():
             function = call.get("function") or {}
             total += count_text(function.get("name", "")) + count_text(

@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.datastructures import Headers
 
+from cascade_gateway.domain import last_user_text
 from cascade_gateway.fake_upstream.answer import (
     Answer,
     BadRequest,
@@ -41,18 +42,6 @@ _ERROR_TYPES = {
 
 def _id(prefix: str) -> str:
     return prefix + uuid.uuid4().hex[:24]
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            block.get("text", "")
-            for block in content
-            if isinstance(block, dict) and block.get("type") == "text"
-        )
-    return ""
 
 
 def _tool_input(name: str, arguments: str) -> dict[str, Any]:
@@ -95,9 +84,7 @@ class AnthropicWire:
             raise BadRequest("messages: at least one message is required")
         if not isinstance(body.get("max_tokens"), int):
             raise BadRequest("max_tokens: Field required")
-        prompt = next(
-            (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
-        )
+        prompt = last_user_text(messages)
         return Inbound(model=model, prompt=prompt, stream=bool(body.get("stream")))
 
     def api_key(self, headers: Headers) -> str | None:

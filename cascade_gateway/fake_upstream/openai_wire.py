@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.datastructures import Headers
 
+from cascade_gateway.domain import last_user_text
 from cascade_gateway.fake_upstream.answer import Answer, BadRequest, Inbound, split_pieces
 from cascade_gateway.fake_upstream.script import ProtocolName
 from cascade_gateway.tokens import count_messages
@@ -27,18 +28,6 @@ _ERRORS: dict[int, tuple[str, str | None]] = {
 
 def _id(prefix: str) -> str:
     return prefix + uuid.uuid4().hex[:24]
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "")
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    return ""
 
 
 def _logprob_entry(token: str, logprob: float, top: int) -> dict[str, Any]:
@@ -90,9 +79,7 @@ class OpenAIWire:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequest("'messages' must be a non-empty array")
-        prompt = next(
-            (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
-        )
+        prompt = last_user_text(messages)
         return Inbound(model=model, prompt=prompt, stream=bool(body.get("stream")))
 
     def api_key(self, headers: Headers) -> str | None:

@@ -6,9 +6,8 @@ import math
 import re
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
 
-from cascade_gateway.domain import ChatRequest, Completion
+from cascade_gateway.domain import ChatRequest, Completion, last_user_text
 from cascade_gateway.validation.signals.phrases import Phrases
 from cascade_gateway.validation.verdict import SignalScore
 
@@ -20,25 +19,10 @@ _SAMPLE_CHARS = 1000
 def query_text(request: ChatRequest) -> str:
     """The last user message's text (its text parts, when the content is a list); only its
     first and last `_SAMPLE_CHARS` characters when it is longer than twice that."""
-    for message in reversed(request.messages):
-        if message.get("role") == "user":
-            text = _content_text(message.get("content"))
-            if len(text) > 2 * _SAMPLE_CHARS:
-                return text[:_SAMPLE_CHARS] + "\n" + text[-_SAMPLE_CHARS:]
-            return text
-    return ""
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            part.get("text", "")
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    return ""
+    text = last_user_text(request.messages)
+    if len(text) > 2 * _SAMPLE_CHARS:
+        return text[:_SAMPLE_CHARS] + "\n" + text[-_SAMPLE_CHARS:]
+    return text
 
 
 # A question mark ends a question only before whitespace or the end ("?a=1" in a URL does not).
