@@ -9,12 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from cascade_gateway import __version__
-from cascade_gateway.api import native, openai
+from cascade_gateway.api import admin, native, openai
 from cascade_gateway.api.errors import install_error_handlers
 from cascade_gateway.api.middleware import RequestIdMiddleware
 from cascade_gateway.config import GatewayConfig, load_config
 from cascade_gateway.providers.base import Provider
-from cascade_gateway.services import build_services
+from cascade_gateway.services import open_services
 
 CONFIG_ENV = "CASCADE_CONFIG_FILE"
 
@@ -24,7 +24,7 @@ def create_app(config: GatewayConfig, providers: Mapping[str, Provider] | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = build_services(config, providers)
+        services = await open_services(config, providers)
         app.state.services = services
         try:
             yield
@@ -42,6 +42,7 @@ def create_app(config: GatewayConfig, providers: Mapping[str, Provider] | None =
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(native.router)
+    app.include_router(admin.router)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -11,12 +11,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cascade_gateway import pricing
+from cascade_gateway.budget.periods import Period
 
 ProviderKind = Literal["openai", "anthropic", "litellm"]
 
@@ -54,6 +56,9 @@ class ModelConfig(_Section):
     logprobs: bool | None = None
 
 
+Pressure = Literal["degrade", "reject"]
+
+
 class CascadeConfig(_Section):
     """Tiers tried cheapest first; each non-final answer is validated against `threshold`."""
 
@@ -61,6 +66,48 @@ class CascadeConfig(_Section):
     threshold: float = Field(default=0.7, ge=0, le=1)
     signals: dict[str, dict[str, Any]] = Field(default_factory=dict)
     description: str | None = None
+    # When the budget cannot pay for escalating: serve the lower tier's answer, or refuse (402).
+    on_budget_pressure: Pressure | None = None
+
+
+class StorageConfig(_Section):
+    """Where keys, budgets and the ledger live; Redis (optional) holds the hot counters."""
+
+    database_url: str = "sqlite:///cascade-gateway.db"
+    redis_url: str | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("use sqlite:///FILE or postgresql://USER@HOST/DB")
+        return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://")):
+            raise ValueError("use redis://HOST:PORT/DB")
+        return url
+
+
+class BudgetConfig(_Section):
+    """Gateway-wide budget settings (per-key budgets are set on the keys)."""
+
+    timezone: str = "UTC"
+    global_usd: float | None = Field(default=None, ge=0)
+    global_period: Period = "month"
+    default_max_output_tokens: int = Field(default=4096, ge=1)
+    on_budget_pressure: Pressure = "reject"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {name!r} (use an IANA name like UTC)") from None
+        return name
 
 
 class ServerConfig(_Section):
@@ -81,6 +128,18 @@ class GatewayConfig(BaseSettings):
     models: dict[str, ModelConfig]
     cascades: dict[str, CascadeConfig] = Field(default_factory=dict)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    budgets: BudgetConfig = Field(default_factory=BudgetConfig)
+    # Guards the admin API; when set, every /v1 and /api request needs a key. From the
+    # environment (CASCADE_MASTER_KEY), never from a file that might be committed.
+    master_key: SecretStr | None = None
+
+    @field_validator("master_key")
+    @classmethod
+    def _strong_master_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (generate one: openssl rand -hex 32)")
+        return key
 
     @classmethod
     def settings_customise_sources(
@@ -128,6 +187,8 @@ def load_config(path: str | Path) -> GatewayConfig:
         raise ConfigError(source, [f"not valid YAML: {exc}"]) from exc
     if not isinstance(raw, dict):
         raise ConfigError(source, ["the file must be a mapping with providers, models, cascades"])
+    if "master_key" in raw:
+        raise ConfigError(source, ["master_key: set it in the environment as CASCADE_MASTER_KEY"])
     return parse_config(raw, source)
 
 

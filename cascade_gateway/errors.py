@@ -5,9 +5,11 @@
     │   ├── BodyTooLarge          413 invalid_request_error / request_too_large
     │   └── ContextTooLong        400 invalid_request_error / context_length_exceeded
     ├── AuthenticationError       401 authentication_error / invalid_api_key
+    ├── BudgetExceeded            402 insufficient_quota / budget_exceeded
     ├── PermissionDenied          403 permission_error
     ├── ModelNotFound             404 invalid_request_error / model_not_found
     ├── NotFound                  404 invalid_request_error / not_found
+    ├── RateLimited               429 requests|tokens / rate_limit_exceeded (with Retry-After)
     └── UpstreamError             502 upstream_error (the upstream failed or answered garbage)
         ├── UpstreamTimeout       504 timeout
         └── ProviderError         the status an adapter saw, mapped by `client_status`
@@ -18,6 +20,7 @@ SDK exception type leaks past `cascade_gateway.providers`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -68,6 +71,27 @@ class AuthenticationError(GatewayError):
     status_code = 401
     error_type = "authentication_error"
     code = "invalid_api_key"
+
+
+class BudgetExceeded(GatewayError):
+    status_code = 402
+    error_type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class RateLimited(GatewayError):
+    """A key's requests- or tokens-per-minute limit; `retry_after` in seconds."""
+
+    status_code = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, kind: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.error_type = kind
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
 
 
 class PermissionDenied(GatewayError):

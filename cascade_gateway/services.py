@@ -1,15 +1,23 @@
-"""Wiring: from a validated config to providers, routes, validators, ledger and engine."""
+"""Wiring: from a validated config to storage, providers, routes, budgets and the engine."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from cascade_gateway.accounting.ledger import MemoryLedger
+from cascade_gateway.accounting.accountant import Accountant
+from cascade_gateway.accounting.ledger import Ledger
+from cascade_gateway.auth.keys import KeyStore
+from cascade_gateway.budget.budgets import Budgets
+from cascade_gateway.budget.counters import RedisCounters, SqlCounters
 from cascade_gateway.cascade.engine import CascadeEngine, Route, Tier
 from cascade_gateway.config import GatewayConfig, ResolvedModel, resolve_models
 from cascade_gateway.providers.base import Provider
 from cascade_gateway.providers.registry import build_provider
+from cascade_gateway.ratelimit import RateLimiter
+from cascade_gateway.storage.database import Database, open_database
+from cascade_gateway.storage.migrations import migrate
 from cascade_gateway.validation import build_validator
 
 
@@ -20,12 +28,22 @@ class Services:
     config: GatewayConfig
     models: dict[str, ResolvedModel]
     providers: dict[str, Provider]
-    ledger: MemoryLedger
+    db: Database
+    ledger: Ledger
+    keys: KeyStore
+    budgets: Budgets
+    limiter: RateLimiter
     engine: CascadeEngine
+    redis: Any = None
+    _owns_providers: bool = field(default=True, repr=False)
 
     async def aclose(self) -> None:
-        for provider in self.providers.values():
-            await provider.aclose()
+        if self._owns_providers:
+            for provider in self.providers.values():
+                await provider.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.db.aclose()
 
 
 def build_providers(config: GatewayConfig) -> dict[str, Provider]:
@@ -60,16 +78,42 @@ def build_routes(
             mode="cascade",
             tiers=tuple(tier(alias) for alias in cascade.tiers),
             validator=build_validator(cascade.threshold, cascade.signals),
+            on_budget_pressure=cascade.on_budget_pressure,
         )
     return routes
 
 
-def build_services(
+async def open_services(
     config: GatewayConfig, providers: Mapping[str, Provider] | None = None
 ) -> Services:
-    """Build the service graph; `providers` may be given to swap upstreams (tests, replay)."""
+    """Open storage (migrating it), build providers and the engine.
+
+    `providers` replaces the configured upstreams (tests, replay); the caller then owns them.
+    """
+    db = await open_database(config.storage.database_url)
+    await migrate(db)
+    redis = None
+    if config.storage.redis_url:
+        import redis.asyncio as aioredis
+
+        redis = aioredis.from_url(config.storage.redis_url)
     models = resolve_models(config)
     live = dict(providers) if providers is not None else build_providers(config)
-    ledger = MemoryLedger(capacity=config.server.trace_history)
-    engine = CascadeEngine(build_routes(config, models, live), sink=ledger)
-    return Services(config=config, models=models, providers=live, ledger=ledger, engine=engine)
+    ledger = Ledger(db)
+    budgets = Budgets(config.budgets, ledger)
+    budgets.counters = RedisCounters(redis, budgets) if redis is not None else SqlCounters(db)
+    limiter = RateLimiter(config.storage.redis_url)
+    engine = CascadeEngine(build_routes(config, models, live), sink=Accountant(ledger, limiter))
+    return Services(
+        config=config,
+        models=models,
+        providers=live,
+        db=db,
+        ledger=ledger,
+        keys=KeyStore(db),
+        budgets=budgets,
+        limiter=limiter,
+        engine=engine,
+        redis=redis,
+        _owns_providers=providers is None,
+    )

@@ -26,6 +26,7 @@ def config_dict(base_url: str = "http://127.0.0.1:9/v1", **cascades: Any) -> dic
             }
             for alias, price in PRICES.items()
         },
+        "storage": {"database_url": "sqlite://"},
         "cascades": cascades
         or {
             "default": {"tiers": ["small", "large"]},

@@ -6,9 +6,11 @@ import os
 
 import pytest
 
-from cascade_gateway.config import GatewayConfig, parse_config
+from cascade_gateway.cascade.engine import CascadeEngine
+from cascade_gateway.cascade.trace import Trace
+from cascade_gateway.config import GatewayConfig, parse_config, resolve_models
 from cascade_gateway.providers.scripted import ScriptedProvider
-from cascade_gateway.services import Services, build_services
+from cascade_gateway.services import build_routes
 from tests.configs import config_dict
 
 
@@ -22,9 +24,28 @@ def scripted() -> ScriptedProvider:
     return ScriptedProvider("local")
 
 
+class Recorder:
+    """A trace sink that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.traces: list[Trace] = []
+
+    async def record(self, trace: Trace) -> None:
+        self.traces.append(trace)
+
+    def get(self, request_id: str) -> Trace | None:
+        return next((t for t in self.traces if t.request_id == request_id), None)
+
+
 @pytest.fixture
-def services(config: GatewayConfig, scripted: ScriptedProvider) -> Services:
-    return build_services(config, providers={"local": scripted})
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def engine(config: GatewayConfig, scripted: ScriptedProvider, recorder: Recorder) -> CascadeEngine:
+    routes = build_routes(config, resolve_models(config), {"local": scripted})
+    return CascadeEngine(routes, sink=recorder)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,98 +1,190 @@
-"""Where finished requests are accounted: recent traces by id, and running totals.
-
-This is the in-process ledger: it keeps the last `capacity` traces for `GET /api/requests/{id}`
-and totals since start-up for `GET /api/stats`.
+"""The durable spend ledger: one row per request — served, escalated, refused, failed or
+cancelled — with its whole trace and the key that paid, plus one row per upstream attempt.
 """
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
-from typing import Any
+import csv
+import io
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, Literal
 
+from cascade_gateway.budget.counters import to_nano
 from cascade_gateway.cascade.trace import Trace
+from cascade_gateway.storage.database import Database
+
+GroupBy = Literal["key", "model", "cascade", "day"]
+
+_GROUPS: dict[str, tuple[str, str]] = {
+    # group_by: (column, table) — model spend lives on attempts, the rest on requests.
+    "key": ("COALESCE(l.key_name, '(no key)')", "ledger l"),
+    "cascade": ("l.route", "ledger l"),
+    "day": ("l.day", "ledger l"),
+    "model": ("a.model", "ledger_attempts a JOIN ledger l ON l.id = a.ledger_id"),
+}
+
+EXPORT_COLUMNS = (
+    "request_id", "created_at", "key_id", "key_name", "route", "mode", "outcome", "model_used",
+    "streamed", "budget_capped", "input_tokens", "output_tokens", "cost_usd",
+    "baseline_cost_usd", "total_ms",
+)  # fmt: skip
 
 
-@dataclass(slots=True)
-class ModelTotals:
-    calls: int = 0
-    failures: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
+class Ledger:
+    """Writes traces and answers questions about spend."""
 
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-@dataclass(slots=True)
-class Totals:
-    """Running totals over every recorded request."""
+    async def record(self, trace: Trace) -> None:
+        """Write one request and its attempts, in one transaction."""
+        ledger_id = uuid.uuid4().hex
+        row = {
+            "id": ledger_id,
+            "request_id": trace.request_id,
+            "created_at": trace.created_at,
+            "day": datetime.fromtimestamp(trace.created_at, UTC).strftime("%Y-%m-%d"),
+            "key_id": trace.key_id,
+            "key_name": trace.key_name,
+            "route": trace.route,
+            "mode": trace.mode,
+            "outcome": trace.outcome or "error",
+            "model_used": trace.model_used,
+            "streamed": int(trace.streamed),
+            "budget_capped": int(trace.budget_capped),
+            "input_tokens": trace.input_tokens,
+            "output_tokens": trace.output_tokens,
+            "cost_usd": trace.cost_usd,
+            "baseline_cost_usd": trace.baseline_cost_usd,
+            "total_ms": trace.total_ms,
+            "trace": json.dumps(trace.to_dict(), separators=(",", ":")),
+        }
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                f"INSERT INTO ledger ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})",
+                row,
+            )
+            for attempt in trace.attempts:
+                await conn.execute(
+                    "INSERT INTO ledger_attempts (ledger_id, tier, model, decision, input_tokens, "
+                    "output_tokens, cost_usd) VALUES (:ledger_id, :tier, :model, :decision, "
+                    ":input_tokens, :output_tokens, :cost_usd)",
+                    {
+                        "ledger_id": ledger_id,
+                        "tier": attempt.tier,
+                        "model": attempt.model,
+                        "decision": attempt.decision,
+                        "input_tokens": attempt.input_tokens,
+                        "output_tokens": attempt.output_tokens,
+                        "cost_usd": attempt.cost_usd,
+                    },
+                )
 
-    requests: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    cost_usd: float = 0.0
-    baseline_cost_usd: float = 0.0
-    drafts_validated: int = 0
-    drafts_accepted: int = 0
-    models: dict[str, ModelTotals] = field(default_factory=dict)
+    async def trace(self, request_id: str, key_id: str | None = None) -> dict[str, Any] | None:
+        """The latest trace with this request id; with `key_id`, only if that key paid for it."""
+        sql = "SELECT trace FROM ledger WHERE request_id = :rid"
+        params: dict[str, Any] = {"rid": request_id}
+        if key_id is not None:
+            sql += " AND key_id = :kid"
+            params["kid"] = key_id
+        row = await self._db.fetchone(sql + " ORDER BY created_at DESC LIMIT 1", params)
+        return json.loads(row["trace"]) if row else None
 
-    def add(self, trace: Trace) -> None:
-        self.requests += 1
-        self.outcomes[trace.outcome or "error"] += 1
-        self.cost_usd += trace.cost_usd
-        self.baseline_cost_usd += trace.baseline_cost_usd
-        if trace.draft is not None:
-            self.drafts_validated += 1
-            self.drafts_accepted += trace.draft.decision == "accepted"
-        for attempt in trace.attempts:
-            model = self.models.setdefault(attempt.model, ModelTotals())
-            model.calls += 1
-            model.failures += attempt.decision == "failed"
-            model.input_tokens += attempt.input_tokens
-            model.output_tokens += attempt.output_tokens
-            model.cost_usd += attempt.cost_usd
-
-    def to_dict(self) -> dict[str, Any]:
-        savings = self.baseline_cost_usd - self.cost_usd
+    async def totals(self, key_id: str | None = None, since: float | None = None) -> dict:
+        """Requests by outcome, cost, baseline, savings, acceptance rate, per model."""
+        where, params = _filter(key_id, since)
+        outcomes = await self._db.fetchall(
+            f"SELECT outcome, COUNT(*) AS n, SUM(cost_usd) AS cost, "
+            f"SUM(baseline_cost_usd) AS baseline FROM ledger l {where} GROUP BY outcome",
+            params,
+        )
+        models = await self._db.fetchall(
+            "SELECT a.model AS model, COUNT(*) AS calls, "
+            "SUM(CASE WHEN a.decision = 'failed' THEN 1 ELSE 0 END) AS failures, "
+            "SUM(a.input_tokens) AS input_tokens, SUM(a.output_tokens) AS output_tokens, "
+            "SUM(a.cost_usd) AS cost_usd, "
+            "SUM(CASE WHEN a.tier = 0 AND a.decision IN ('accepted', 'escalated') "
+            "THEN 1 ELSE 0 END) AS validated, "
+            "SUM(CASE WHEN a.tier = 0 AND a.decision = 'accepted' THEN 1 ELSE 0 END) AS accepted "
+            f"FROM ledger_attempts a JOIN ledger l ON l.id = a.ledger_id {where} GROUP BY a.model",
+            params,
+        )
+        cost = sum(r["cost"] or 0.0 for r in outcomes)
+        baseline = sum(r["baseline"] or 0.0 for r in outcomes)
+        validated = sum(r["validated"] or 0 for r in models)
+        accepted = sum(r["accepted"] or 0 for r in models)
         return {
-            "requests": self.requests,
-            "outcomes": dict(self.outcomes),
-            "cost_usd": self.cost_usd,
-            "baseline_cost_usd": self.baseline_cost_usd,
-            "savings_usd": savings,
-            "savings_pct": 100.0 * savings / self.baseline_cost_usd
-            if self.baseline_cost_usd
-            else 0.0,
-            "drafts_validated": self.drafts_validated,
-            "drafts_accepted": self.drafts_accepted,
-            "acceptance_rate": self.drafts_accepted / self.drafts_validated
-            if self.drafts_validated
-            else None,
+            "requests": sum(r["n"] for r in outcomes),
+            "outcomes": {r["outcome"]: r["n"] for r in outcomes},
+            "cost_usd": cost,
+            "baseline_cost_usd": baseline,
+            "savings_usd": baseline - cost,
+            "savings_pct": 100.0 * (baseline - cost) / baseline if baseline else 0.0,
+            "drafts_validated": validated,
+            "drafts_accepted": accepted,
+            "acceptance_rate": accepted / validated if validated else None,
             "models": {
-                name: {
-                    "calls": m.calls,
-                    "failures": m.failures,
-                    "input_tokens": m.input_tokens,
-                    "output_tokens": m.output_tokens,
-                    "cost_usd": m.cost_usd,
+                r["model"]: {
+                    "calls": r["calls"],
+                    "failures": r["failures"],
+                    "input_tokens": r["input_tokens"],
+                    "output_tokens": r["output_tokens"],
+                    "cost_usd": r["cost_usd"],
                 }
-                for name, m in self.models.items()
+                for r in models
             },
         }
 
+    async def spend(self, group_by: GroupBy, since: float | None = None) -> list[dict]:
+        """Spend and tokens grouped by key, model, cascade or UTC day, largest first."""
+        column, source = _GROUPS[group_by]
+        cost = "a.cost_usd" if group_by == "model" else "l.cost_usd"
+        tokens = "a" if group_by == "model" else "l"
+        where, params = _filter(None, since)
+        rows = await self._db.fetchall(
+            f"SELECT {column} AS grp, COUNT(*) AS requests, SUM({cost}) AS cost_usd, "
+            f"SUM({tokens}.input_tokens) AS input_tokens, "
+            f"SUM({tokens}.output_tokens) AS output_tokens "
+            f"FROM {source} {where} GROUP BY {column} ORDER BY SUM({cost}) DESC",
+            params,
+        )
+        return [{group_by: r["grp"], **{k: r[k] for k in r if k != "grp"}} for r in rows]
 
-class MemoryLedger:
-    """Recent traces (bounded, oldest dropped first) and totals since start-up."""
+    async def export(self, fmt: Literal["jsonl", "csv"]) -> AsyncIterator[str]:
+        """Every ledger row, oldest first, as JSON lines (with the trace) or CSV (without)."""
+        columns = ", ".join(EXPORT_COLUMNS)
+        rows = await self._db.fetchall(f"SELECT {columns}, trace FROM ledger ORDER BY created_at")
+        if fmt == "csv":
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
+            writer.writerow(EXPORT_COLUMNS)
+            for row in rows:
+                writer.writerow([row[c] for c in EXPORT_COLUMNS])
+            yield buffer.getvalue()
+            return
+        for row in rows:
+            record = {c: row[c] for c in EXPORT_COLUMNS}
+            record["trace"] = json.loads(row["trace"])
+            yield json.dumps(record, separators=(",", ":")) + "\n"
 
-    def __init__(self, capacity: int = 10_000) -> None:
-        self._capacity = capacity
-        self._recent: OrderedDict[str, Trace] = OrderedDict()
-        self.totals = Totals()
+    async def spent_nano(self, key_id: str | None, since: float | None) -> int:
+        """Spend recorded for a key (None: everyone) since a moment (None: ever)."""
+        where, params = _filter(key_id, since)
+        row = await self._db.fetchone(
+            f"SELECT SUM(l.cost_usd) AS total FROM ledger l {where}", params
+        )
+        return to_nano((row or {}).get("total") or 0.0)
 
-    def record(self, trace: Trace) -> None:
-        """Account one finished request (called once per request by the engine)."""
-        self._recent[trace.request_id] = trace
-        if len(self._recent) > self._capacity:
-            self._recent.popitem(last=False)
-        self.totals.add(trace)
 
-    def get(self, request_id: str) -> Trace | None:
-        return self._recent.get(request_id)
+def _filter(key_id: str | None, since: float | None) -> tuple[str, dict[str, Any]]:
+    clauses, params = [], {}
+    if key_id is not None:
+        clauses.append("l.key_id = :key_id")
+        params["key_id"] = key_id
+    if since is not None:
+        clauses.append("l.created_at >= :since")
+        params["since"] = since
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params

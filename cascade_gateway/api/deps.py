@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from cascade_gateway.accounting.ledger import MemoryLedger
 from cascade_gateway.cascade.engine import CascadeEngine
 from cascade_gateway.services import Services
 
@@ -19,15 +18,10 @@ def get_engine(request: Request) -> CascadeEngine:
     return request.app.state.services.engine
 
 
-def get_ledger(request: Request) -> MemoryLedger:
-    return request.app.state.services.ledger
-
-
 def get_request_id(request: Request) -> str:
     return request.state.request_id
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 EngineDep = Annotated[CascadeEngine, Depends(get_engine)]
-LedgerDep = Annotated[MemoryLedger, Depends(get_ledger)]
 RequestIdDep = Annotated[str, Depends(get_request_id)]

@@ -16,16 +16,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from cascade_gateway.api import sse
-from cascade_gateway.api.deps import EngineDep, LedgerDep, RequestIdDep, ServicesDep
-from cascade_gateway.cascade.engine import (
-    CascadeEngine,
-    Decided,
-    DraftDelta,
-    Finished,
-    Output,
-    Route,
-)
+from cascade_gateway.api import serving, sse
+from cascade_gateway.api.auth import Caller, CallerDep
+from cascade_gateway.api.deps import RequestIdDep, ServicesDep
+from cascade_gateway.api.serving import Run
+from cascade_gateway.cascade.engine import Decided, DraftDelta, Finished, Output
 from cascade_gateway.domain import ChatRequest
 from cascade_gateway.errors import GatewayError, InvalidRequest, NotFound
 from cascade_gateway.services import Services
@@ -44,15 +39,17 @@ class QueryRequest(BaseModel):
     force_direct: bool = False
 
 
-def _route(services: Services, engine: CascadeEngine, cascade: str | None, direct: bool) -> Route:
+async def _admit(
+    services: Services, caller: Caller, request_id: str, cascade: str | None, direct: bool
+) -> Run:
     name = cascade or next(iter(services.config.cascades), None)
     if name is None:
         raise InvalidRequest("No cascade is configured; pass `cascade`.", param="cascade")
-    route = engine.resolve(name)
+    route = serving.route_for(services, caller, name)
     if direct:
         # Forcing direct means "ask the strongest model", the baseline the cascade competes with.
-        return engine.resolve(route.strongest.model.alias)
-    return route
+        route = services.engine.resolve(route.strongest.model.alias)
+    return await serving.admit(services, caller, route, request_id)
 
 
 def _chat(query: str, system: str | None, max_tokens: int | None, temperature: float | None):
@@ -63,12 +60,12 @@ def _chat(query: str, system: str | None, max_tokens: int | None, temperature: f
 
 @router.post("/query")
 async def query(
-    body: QueryRequest, services: ServicesDep, engine: EngineDep, request_id: RequestIdDep
+    body: QueryRequest, services: ServicesDep, caller: CallerDep, request_id: RequestIdDep
 ) -> dict[str, Any]:
     """Answer one query through a cascade and return the answer with its cost breakdown."""
-    route = _route(services, engine, body.cascade, body.force_direct)
+    run = await _admit(services, caller, request_id, body.cascade, body.force_direct)
     request = _chat(body.query, body.system, body.max_tokens, body.temperature)
-    result = await engine.complete(route, request, request_id=request_id)
+    result = await run.complete(request)
     trace = result.trace
     return {
         "request_id": request_id,
@@ -79,6 +76,7 @@ async def query(
         "latency_ms": trace.total_ms,
         "cascaded": trace.cascaded,
         "draft_accepted": trace.draft_accepted,
+        "budget_capped": trace.budget_capped,
         "trace": trace.to_dict(),
     }
 
@@ -86,7 +84,7 @@ async def query(
 @router.get("/query/stream")
 async def query_stream(
     services: ServicesDep,
-    engine: EngineDep,
+    caller: CallerDep,
     request_id: RequestIdDep,
     query: str = Query(min_length=1),
     max_tokens: int | None = Query(default=None, ge=1),
@@ -95,10 +93,10 @@ async def query_stream(
     force_direct: bool = False,
 ) -> EventSourceResponse:
     """Stream the cascade as it runs: draft tokens, the decision, kept tokens, then `done`."""
-    route = _route(services, engine, cascade, force_direct)
+    run = await _admit(services, caller, request_id, cascade, force_direct)
     request = _chat(query, None, max_tokens, temperature)
-    events = engine.stream(route, request, request_id=request_id, provisional=True)
-    return sse.response(_typed_events(events), headers={"x-cascade-route": route.name})
+    events = run.stream(request, provisional=True)
+    return sse.response(_typed_events(events), headers={"x-cascade-route": run.route.name})
 
 
 async def _typed_events(events: AsyncIterator[Any]) -> AsyncIterator[ServerSentEvent]:
@@ -147,15 +145,31 @@ def _decision(event: Decided) -> dict[str, Any]:
 
 
 @router.get("/requests/{request_id}")
-async def get_request(request_id: str, ledger: LedgerDep) -> dict[str, Any]:
-    """The trace of a recent request, by the id in its `x-request-id` header."""
-    trace = ledger.get(request_id)
+async def get_request(request_id: str, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    """The trace of a request, by the id in its `x-request-id` header (a key sees its own)."""
+    key_id = None if caller.sees_everything else caller.key.id  # type: ignore[union-attr]
+    trace = await services.ledger.trace(request_id, key_id=key_id)
     if trace is None:
-        raise NotFound(f"No recent request with id {request_id!r}.", param="request_id")
-    return trace.to_dict()
+        raise NotFound(f"No request with id {request_id!r}.", param="request_id")
+    return trace
 
 
 @router.get("/stats")
-async def stats(ledger: LedgerDep) -> dict[str, Any]:
-    """Totals since start-up: requests, cost, savings, acceptance rate, per model."""
-    return ledger.totals.to_dict()
+async def stats(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    """Totals: requests, cost, savings, acceptance rate, per model (a key sees its own)."""
+    key_id = None if caller.sees_everything else caller.key.id  # type: ignore[union-attr]
+    return await services.ledger.totals(key_id=key_id)
+
+
+@router.get("/usage")
+async def usage(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    """The calling key's budget, spend in the current period, limits and totals."""
+    key = caller.key
+    if key is None:
+        raise InvalidRequest("Usage is per key: call this with an API key, not the master key.")
+    budget = await services.budgets.status(key)
+    return {
+        "key": {"id": key.id, "name": key.name, "rpm": key.rpm, "tpm": key.tpm},
+        "budget": budget,
+        "totals": await services.ledger.totals(key_id=key.id),
+    }

@@ -7,8 +7,10 @@ whose every tier fails before the first token gets a proper 502/504, not a 200 w
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -16,16 +18,27 @@ from sse_starlette import ServerSentEvent
 
 from cascade_gateway import tokens
 from cascade_gateway.api import protocol, sse
+from cascade_gateway.api.auth import Caller
+from cascade_gateway.auth.keys import ApiKey
+from cascade_gateway.budget.meter import Meter
 from cascade_gateway.cascade.engine import (
     CascadeEngine,
     CascadeEvent,
     Finished,
     Output,
+    Result,
     Route,
 )
 from cascade_gateway.cascade.trace import Trace
 from cascade_gateway.domain import ChatRequest, Delta
-from cascade_gateway.errors import BodyTooLarge, ContextTooLong, GatewayError, UpstreamError
+from cascade_gateway.errors import (
+    BodyTooLarge,
+    ContextTooLong,
+    GatewayError,
+    ModelNotFound,
+    UpstreamError,
+)
+from cascade_gateway.services import Services
 
 log = logging.getLogger("cascade_gateway")
 
@@ -72,31 +85,74 @@ def trace_headers(trace: Trace) -> dict[str, str]:
         "x-cascade-models-tried": ",".join(a.model for a in trace.attempts),
         "x-cascade-cost-usd": f"{trace.cost_usd:.10f}",
         "x-cascade-savings-usd": f"{trace.savings_usd:.10f}",
+        "x-cascade-budget-capped": "true" if trace.budget_capped else "false",
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One admitted request: its route, who pays, and the budget meter its calls draw on."""
+
+    engine: CascadeEngine
+    route: Route
+    request_id: str
+    meter: Meter
+    key: ApiKey | None
+
+    def complete(self, request: ChatRequest, **options: Any) -> Awaitable[Result]:
+        return self.engine.complete(
+            self.route,
+            request,
+            request_id=self.request_id,
+            meter=self.meter,
+            key=self.key,
+            **options,
+        )
+
+    def stream(self, request: ChatRequest, **options: Any) -> AsyncIterator[CascadeEvent]:
+        return self.engine.stream(
+            self.route,
+            request,
+            request_id=self.request_id,
+            meter=self.meter,
+            key=self.key,
+            **options,
+        )
+
+
+def route_for(services: Services, caller: Caller, name: str) -> Route:
+    """The route `name` names, if this caller may use it (else 404, as OpenAI answers)."""
+    route = services.engine.resolve(name)
+    if caller.key is not None and not caller.key.allows(route.name):
+        raise ModelNotFound(
+            f"The model `{name}` does not exist or you do not have access to it.", param="model"
+        )
+    return route
+
+
+async def admit(services: Services, caller: Caller, route: Route, request_id: str) -> Run:
+    """Apply the caller's rate limits and pick the budgets this request draws on."""
+    key = caller.key
+    if key is not None:
+        await services.limiter.admit(key.id, key.rpm, key.tpm)
+    meter = services.budgets.meter(key, route.on_budget_pressure)
+    return Run(services.engine, route, request_id, meter, key)
+
+
 async def complete(
-    engine: CascadeEngine,
-    route: Route,
-    chat: protocol.ChatCompletionRequest,
-    request: ChatRequest,
-    request_id: str,
+    run: Run, chat: protocol.ChatCompletionRequest, request: ChatRequest
 ) -> Response:
     """A non-streamed chat completion."""
-    result = await engine.complete(route, request, request_id=request_id)
+    result = await run.complete(request)
     body = protocol.completion_body(chat, result.completion, result.trace)
     return JSONResponse(body, headers=trace_headers(result.trace))
 
 
-async def stream(
-    engine: CascadeEngine,
-    route: Route,
-    chat: protocol.ChatCompletionRequest,
-    request: ChatRequest,
-    request_id: str,
-) -> Response:
+async def stream(run: Run, chat: protocol.ChatCompletionRequest, request: ChatRequest) -> Response:
     """A streamed chat completion: held until the first kept token, then SSE."""
-    events = engine.stream(route, request, request_id=request_id)
+    route = run.route
+    request_id = run.request_id
+    events = run.stream(request)
     try:
         first = await _first_kept(events)
     except BaseException:

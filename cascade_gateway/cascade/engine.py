@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+import anyio
+
+from cascade_gateway import tokens
+from cascade_gateway.budget.meter import UNMETERED, Meter
 from cascade_gateway.cascade.assemble import Assembler
 from cascade_gateway.cascade.trace import Attempt, Trace
 from cascade_gateway.config import ResolvedModel
 from cascade_gateway.domain import ChatRequest, Completion, Delta, Usage
-from cascade_gateway.errors import ModelNotFound, ProviderError
+from cascade_gateway.errors import BudgetExceeded, ModelNotFound, ProviderError
 from cascade_gateway.providers.base import Provider
 from cascade_gateway.validation import Validator
 
@@ -39,6 +43,7 @@ class Route:
     mode: Literal["cascade", "direct"]
     tiers: tuple[Tier, ...]
     validator: Validator | None = None
+    on_budget_pressure: str | None = None
 
     @property
     def strongest(self) -> Tier:
@@ -46,9 +51,17 @@ class Route:
 
 
 class TraceSink(Protocol):
-    """Where finished traces go (accounting)."""
+    """Where finished traces go (accounting): called once per request, however it ended."""
 
-    def record(self, trace: Trace) -> None: ...
+    async def record(self, trace: Trace) -> None: ...
+
+
+class Payer(Protocol):
+    """Who pays for a request (an API key), as far as tracing and accounting need to know."""
+
+    id: str
+    name: str
+    tpm: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,36 +127,61 @@ class CascadeEngine:
             )
         return route
 
-    async def complete(self, route: Route, request: ChatRequest, *, request_id: str) -> Result:
+    async def complete(
+        self,
+        route: Route,
+        request: ChatRequest,
+        *,
+        request_id: str,
+        meter: Meter = UNMETERED,
+        key: Payer | None = None,
+    ) -> Result:
         """Run the cascade without streaming; raise the final tier's error if nothing served."""
-        trace = self._new_trace(route, request_id, streamed=False)
+        trace = self._new_trace(route, request_id, streamed=False, key=key)
         start = self._clock()
+        fallback: tuple[Attempt, Completion] | None = None
         try:
             for index, tier in enumerate(route.tiers):
                 final = index == len(route.tiers) - 1
+                try:
+                    hold = await meter.reserve(tier.model, _tier_request(request, tier, final))
+                except BudgetExceeded:
+                    if fallback is None or not meter.degrade:
+                        raise
+                    self._degrade(trace, route, fallback[0])
+                    return Result(fallback[1], trace)
                 attempt = self._attempt(trace, index, tier)
                 began = self._clock()
                 try:
                     completion = await tier.provider.complete(
-                        tier.model.upstream_model, _tier_request(request, tier, final)
+                        tier.model.upstream_model, hold.request
                     )
+                    self._settle(attempt, tier, completion.usage, began)
                 except ProviderError as exc:
                     self._fail(attempt, tier, exc, began)
                     if final:
                         raise
                     continue
-                self._settle(attempt, tier, completion.usage, began)
+                except BaseException as exc:
+                    # Abandoned mid-call: the upstream has at least read (and billed) the prompt.
+                    self._settle(attempt, tier, _prompt_only(request), began)
+                    self._interrupt(attempt, exc)
+                    raise
+                finally:
+                    await _shielded(meter.settle(hold, attempt.cost_usd))
                 attempt.finish_reason = completion.finish_reason
                 if final or await self._accepts(route, request, completion, attempt):
                     self._serve(trace, route, attempt)
                     return Result(completion, trace)
+                fallback = (attempt, completion)
             raise AssertionError("a route always has a final tier")
         except BaseException as exc:
-            self._abort(trace, exc)
+            if trace.outcome is None:
+                self._abort(trace, exc)
             raise
         finally:
             trace.total_ms = self._ms_since(start)
-            self._sink.record(trace)
+            await _shielded(self._sink.record(trace))
 
     async def stream(
         self,
@@ -152,27 +190,38 @@ class CascadeEngine:
         *,
         request_id: str,
         provisional: bool = False,
+        meter: Meter = UNMETERED,
+        key: Payer | None = None,
     ) -> AsyncIterator[CascadeEvent]:
         """Run the cascade streaming. Only the final tier streams live as `Output`; a non-final
         tier's answer is held until validated, so no text is ever sent and then replaced.
         With `provisional`, held tokens are also shown as `DraftDelta` events as they arrive."""
-        trace = self._new_trace(route, request_id, streamed=True)
+        trace = self._new_trace(route, request_id, streamed=True, key=key)
         start = self._clock()
-        in_flight: tuple[Attempt, Tier, Assembler, float] | None = None
-        served = False
+        fallback: tuple[Attempt, Completion, list[Delta]] | None = None
         try:
             for index, tier in enumerate(route.tiers):
                 final = index == len(route.tiers) - 1
+                try:
+                    hold = await meter.reserve(tier.model, _tier_request(request, tier, final))
+                except BudgetExceeded:
+                    if fallback is None or not meter.degrade:
+                        raise
+                    attempt, completion, held = fallback
+                    if not provisional:
+                        for delta in held:
+                            self._mark_first_output(trace, start, delta)
+                            yield Output(attempt.tier, attempt.model, delta)
+                    self._degrade(trace, route, attempt)
+                    yield Finished(trace, completion)
+                    return
                 attempt = self._attempt(trace, index, tier)
                 assembler = Assembler(model=tier.model.upstream_model)
                 held: list[Delta] = []
                 began = self._clock()
-                in_flight = (attempt, tier, assembler, began)
                 try:
                     async with aclosing(
-                        tier.provider.stream(
-                            tier.model.upstream_model, _tier_request(request, tier, final)
-                        )
+                        tier.provider.stream(tier.model.upstream_model, hold.request)
                     ) as deltas:
                         async for delta in deltas:
                             if attempt.ttft_ms is None and (delta.text or delta.tool_calls):
@@ -185,47 +234,47 @@ class CascadeEngine:
                                 held.append(delta)
                                 if provisional:
                                     yield DraftDelta(index, tier.model.alias, delta)
+                    completion = assembler.completion(request)
+                    self._settle(attempt, tier, completion.usage, began)
                 except ProviderError as exc:
-                    in_flight = None
                     billed = assembler.counted_usage(request) if assembler.has_output else None
                     self._fail(attempt, tier, exc, began, billed)
                     if final:
                         raise
                     continue
-                in_flight = None
-                completion = assembler.completion(request)
-                self._settle(attempt, tier, completion.usage, began)
+                except BaseException as exc:
+                    # Cancelled or closed mid-stream: the upstream bills what it produced.
+                    self._settle(attempt, tier, assembler.counted_usage(request), began)
+                    self._interrupt(attempt, exc)
+                    raise
+                finally:
+                    await _shielded(meter.settle(hold, attempt.cost_usd))
                 attempt.finish_reason = completion.finish_reason
                 if not final:
                     accepted = await self._accepts(route, request, completion, attempt)
                     yield Decided(attempt)
                     if not accepted:
+                        fallback = (attempt, completion, held)
                         continue
                     if not provisional:
                         for delta in held:
                             self._mark_first_output(trace, start, delta)
                             yield Output(index, tier.model.alias, delta)
                 self._serve(trace, route, attempt)
-                served = True
                 yield Finished(trace, completion)
                 return
         except BaseException as exc:
-            if served:
-                # Closed after the answer was complete: nothing was lost.
-                raise
-            if in_flight is not None:
-                attempt, tier, assembler, began = in_flight
-                # The upstream bills what it produced even if nobody reads it.
-                self._settle(attempt, tier, assembler.counted_usage(request), began)
-                attempt.decision = "cancelled" if _is_cancel(exc) else "failed"
-                attempt.error = attempt.error or _describe(exc)
-            self._abort(trace, exc)
+            # An outcome already set means the answer was complete: closing late loses nothing.
+            if trace.outcome is None:
+                self._abort(trace, exc)
             raise
         finally:
             trace.total_ms = self._ms_since(start)
-            self._sink.record(trace)
+            await _shielded(self._sink.record(trace))
 
-    def _new_trace(self, route: Route, request_id: str, *, streamed: bool) -> Trace:
+    def _new_trace(
+        self, route: Route, request_id: str, *, streamed: bool, key: Payer | None
+    ) -> Trace:
         return Trace(
             request_id=request_id,
             route=route.name,
@@ -233,6 +282,7 @@ class CascadeEngine:
             created_at=time.time(),
             streamed=streamed,
             baseline_model=route.strongest.model.alias,
+            key=key,
         )
 
     @staticmethod
@@ -270,6 +320,17 @@ class CascadeEngine:
         attempt.decision = "failed"
         attempt.error = str(exc)
 
+    @staticmethod
+    def _interrupt(attempt: Attempt, exc: BaseException) -> None:
+        attempt.decision = "cancelled" if _is_cancel(exc) else "failed"
+        attempt.error = _describe(exc)
+
+    def _degrade(self, trace: Trace, route: Route, attempt: Attempt) -> None:
+        """Serve a rejected answer because the budget cannot pay for the next tier."""
+        trace.budget_capped = True
+        self._serve(trace, route, attempt)
+        trace.outcome = "degraded"
+
     async def _accepts(
         self, route: Route, request: ChatRequest, completion: Completion, attempt: Attempt
     ) -> bool:
@@ -284,7 +345,7 @@ class CascadeEngine:
 
     @staticmethod
     def _serve(trace: Trace, route: Route, attempt: Attempt) -> None:
-        if attempt.decision != "accepted":
+        if attempt.decision not in ("accepted", "escalated"):
             attempt.decision = "served"
         trace.model_used = attempt.model
         if route.mode == "direct":
@@ -302,7 +363,10 @@ class CascadeEngine:
 
     @staticmethod
     def _abort(trace: Trace, exc: BaseException) -> None:
-        trace.outcome = "cancelled" if _is_cancel(exc) else "error"
+        if isinstance(exc, BudgetExceeded):
+            trace.outcome = "rejected"
+        else:
+            trace.outcome = "cancelled" if _is_cancel(exc) else "error"
         trace.error = _describe(exc)
         # No answer was served, so there is nothing to compare against: no savings claimed.
         trace.baseline_cost_usd = trace.cost_usd
@@ -318,6 +382,16 @@ class CascadeEngine:
 def _tier_request(request: ChatRequest, tier: Tier, final: bool) -> ChatRequest:
     # Logprobs feed the validator, which only judges non-final tiers.
     return request if final or not tier.model.logprobs else request.with_logprobs()
+
+
+def _prompt_only(request: ChatRequest) -> Usage:
+    return Usage(input_tokens=tokens.count_messages(request.messages, request.tools), counted=True)
+
+
+async def _shielded(awaitable: Awaitable[None]) -> None:
+    # Settling and recording must finish even when the request's task is being cancelled.
+    with anyio.CancelScope(shield=True):
+        await awaitable
 
 
 def _is_cancel(exc: BaseException) -> bool:

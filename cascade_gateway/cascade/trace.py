@@ -12,7 +12,7 @@ from typing import Any, Literal
 from cascade_gateway.validation import Verdict
 
 Decision = Literal["accepted", "escalated", "served", "failed", "cancelled"]
-Outcome = Literal["accepted", "escalated", "direct", "error", "cancelled"]
+Outcome = Literal["accepted", "escalated", "direct", "degraded", "rejected", "error", "cancelled"]
 
 
 @dataclass(slots=True)
@@ -55,7 +55,18 @@ class Trace:
     total_ms: float = 0.0
     ttft_ms: float | None = None
     error: str | None = None
-    key_name: str | None = None
+    # Who pays (an API key), kept as given: accounting reads its limits, the JSON its name.
+    key: Any = None
+    # Served a lower tier's answer because the budget could not pay for escalating.
+    budget_capped: bool = False
+
+    @property
+    def key_id(self) -> str | None:
+        return self.key.id if self.key is not None else None
+
+    @property
+    def key_name(self) -> str | None:
+        return self.key.name if self.key is not None else None
 
     @property
     def cost_usd(self) -> float:
@@ -145,7 +156,9 @@ class Trace:
             "mode": self.mode,
             "created_at": self.created_at,
             "streamed": self.streamed,
+            "key_id": self.key_id,
             "key_name": self.key_name,
+            "budget_capped": self.budget_capped,
             "outcome": self.outcome,
             "model_used": self.model_used,
             "cascaded": self.cascaded,

@@ -82,6 +82,47 @@ def gateway_url(upstream: FakeUpstream) -> Iterator[str]:
         yield url
 
 
+MASTER_KEY = "test-master-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def locked_gateway_url(upstream: FakeUpstream, tmp_path_factory) -> Iterator[str]:
+    """A gateway with a master key: every request needs a key."""
+    raw = gateway_config(upstream.url)
+    raw["master_key"] = MASTER_KEY
+    raw["storage"] = {"database_url": f"sqlite:///{tmp_path_factory.mktemp('db')}/gw.db"}
+    raw["cascades"]["thrifty"] = {"tiers": ["small", "large"], "on_budget_pressure": "degrade"}
+    with serve_in_thread(create_app(parse_config(raw))) as url:
+        yield url
+
+
+@pytest.fixture
+def admin(locked_gateway_url: str) -> Iterator[httpx.Client]:
+    headers = {"authorization": f"Bearer {MASTER_KEY}"}
+    with httpx.Client(base_url=locked_gateway_url, headers=headers, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture
+def new_key(admin: httpx.Client, locked_gateway_url: str):
+    """Create a key with the given settings; returns (key record, an openai client using it)."""
+    clients = []
+
+    def make(**settings) -> tuple[dict, openai.OpenAI]:
+        response = admin.post("/admin/keys", json={"name": "team", **settings})
+        assert response.status_code == 201, response.text
+        record = response.json()
+        client = openai.OpenAI(
+            base_url=f"{locked_gateway_url}/v1", api_key=record["key"], max_retries=0
+        )
+        clients.append(client)
+        return record, client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
 @pytest.fixture
 def client(gateway_url: str) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{gateway_url}/v1", api_key="test", max_retries=0) as c:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from cascade_gateway import tokens
-from cascade_gateway.cascade.engine import Decided, DraftDelta, Finished, Output
+from cascade_gateway.cascade.engine import CascadeEngine, Decided, DraftDelta, Finished, Output
 from cascade_gateway.domain import ChatRequest, ToolCall, Usage
 from cascade_gateway.errors import ModelNotFound, ProviderError
 from cascade_gateway.providers.scripted import Scripted
-from cascade_gateway.services import Services
 
 GOOD = "The capital of France is Paris."
 HEDGE = "I'm not sure, but it might possibly be Lyon, I think. I don't know."
@@ -23,12 +22,10 @@ def exact(value: float):
     return pytest.approx(value, rel=1e-12, abs=1e-18)
 
 
-async def test_good_draft_is_accepted_and_strong_model_never_called(services, scripted):
+async def test_good_draft_is_accepted_and_strong_model_never_called(engine, scripted, recorder):
     scripted.enqueue("draft-model", Scripted(text=GOOD, usage=Usage(100, 50)))
 
-    result = await services.engine.complete(
-        services.engine.resolve("default"), ask(), request_id="r1"
-    )
+    result = await engine.complete(engine.resolve("default"), ask(), request_id="r1")
 
     assert result.completion.text == GOOD
     assert [model for model, _ in scripted.history] == ["draft-model"]
@@ -39,12 +36,10 @@ async def test_good_draft_is_accepted_and_strong_model_never_called(services, sc
     assert trace.attempts[0].verdict is not None and trace.attempts[0].verdict.accepted
 
 
-async def test_accepted_draft_cost_and_savings_are_exact(services, scripted):
+async def test_accepted_draft_cost_and_savings_are_exact(engine, scripted, recorder):
     scripted.enqueue("draft-model", Scripted(text=GOOD, usage=Usage(100, 50)))
 
-    trace = (
-        await services.engine.complete(services.engine.resolve("default"), ask(), request_id="r")
-    ).trace
+    trace = (await engine.complete(engine.resolve("default"), ask(), request_id="r")).trace
 
     assert trace.cost_usd == exact((100 * 0.15 + 50 * 0.60) / 1e6)
     assert trace.baseline_estimated is True
@@ -53,13 +48,11 @@ async def test_accepted_draft_cost_and_savings_are_exact(services, scripted):
     assert trace.savings_pct == pytest.approx(100 * 705 / 750)
 
 
-async def test_hedging_draft_escalates_to_the_strong_model(services, scripted):
+async def test_hedging_draft_escalates_to_the_strong_model(engine, scripted, recorder):
     scripted.enqueue("draft-model", Scripted(text=HEDGE, usage=Usage(100, 20)))
     scripted.enqueue("strong-model", Scripted(text=GOOD, usage=Usage(100, 10)))
 
-    result = await services.engine.complete(
-        services.engine.resolve("default"), ask(), request_id="r"
-    )
+    result = await engine.complete(engine.resolve("default"), ask(), request_id="r")
 
     assert result.completion.text == GOOD
     trace = result.trace
@@ -69,13 +62,13 @@ async def test_hedging_draft_escalates_to_the_strong_model(services, scripted):
     assert trace.rejection_reason is not None
 
 
-async def test_escalated_request_pays_for_both_and_saves_negative_draft_cost(services, scripted):
+async def test_escalated_request_pays_for_both_and_saves_negative_draft_cost(
+    engine, scripted, recorder
+):
     scripted.enqueue("draft-model", Scripted(text=HEDGE, usage=Usage(100, 20)))
     scripted.enqueue("strong-model", Scripted(text=GOOD, usage=Usage(100, 10)))
 
-    trace = (
-        await services.engine.complete(services.engine.resolve("default"), ask(), request_id="r")
-    ).trace
+    trace = (await engine.complete(engine.resolve("default"), ask(), request_id="r")).trace
 
     draft = (100 * 0.15 + 20 * 0.60) / 1e6
     strong = (100 * 2.50 + 10 * 10.00) / 1e6
@@ -87,103 +80,93 @@ async def test_escalated_request_pays_for_both_and_saves_negative_draft_cost(ser
     assert trace.savings_usd == exact(-draft)
 
 
-async def test_truncated_draft_escalates(services, scripted):
+async def test_truncated_draft_escalates(engine, scripted, recorder):
     scripted.enqueue(
         "draft-model", Scripted(text="The capital of France is", finish_reason="length")
     )
     scripted.enqueue("strong-model", GOOD)
 
-    trace = (
-        await services.engine.complete(services.engine.resolve("default"), ask(), request_id="r")
-    ).trace
+    trace = (await engine.complete(engine.resolve("default"), ask(), request_id="r")).trace
 
     assert trace.outcome == "escalated"
     assert "truncation" in (trace.rejection_reason or "")
 
 
-async def test_three_tiers_escalate_one_step_at_a_time(services, scripted):
+async def test_three_tiers_escalate_one_step_at_a_time(engine, scripted, recorder):
     scripted.enqueue("draft-model", HEDGE)
     scripted.enqueue("medium-model", Scripted(text="Partial", finish_reason="length"))
     scripted.enqueue("strong-model", GOOD)
 
-    trace = (
-        await services.engine.complete(services.engine.resolve("three"), ask(), request_id="r")
-    ).trace
+    trace = (await engine.complete(engine.resolve("three"), ask(), request_id="r")).trace
 
     assert [a.model for a in trace.attempts] == ["small", "medium", "large"]
     assert [a.decision for a in trace.attempts] == ["escalated", "escalated", "served"]
     assert trace.model_used == "large"
 
 
-async def test_middle_tier_can_accept_in_a_three_tier_cascade(services, scripted):
+async def test_middle_tier_can_accept_in_a_three_tier_cascade(engine, scripted, recorder):
     scripted.enqueue("draft-model", HEDGE)
     scripted.enqueue("medium-model", GOOD)
 
-    trace = (
-        await services.engine.complete(services.engine.resolve("three"), ask(), request_id="r")
-    ).trace
+    trace = (await engine.complete(engine.resolve("three"), ask(), request_id="r")).trace
 
     assert trace.model_used == "medium"
     assert trace.outcome == "escalated"
     assert [model for model, _ in scripted.history] == ["draft-model", "medium-model"]
 
 
-async def test_failed_draft_escalates_instead_of_failing(services, scripted):
+async def test_failed_draft_escalates_instead_of_failing(engine, scripted, recorder):
     scripted.enqueue("draft-model", ProviderError("overloaded", provider="local", status=503))
     scripted.enqueue("strong-model", GOOD)
 
-    trace = (
-        await services.engine.complete(services.engine.resolve("default"), ask(), request_id="r")
-    ).trace
+    trace = (await engine.complete(engine.resolve("default"), ask(), request_id="r")).trace
 
     assert trace.model_used == "large"
     assert trace.attempts[0].decision == "failed"
     assert "overloaded" in (trace.attempts[0].error or "")
 
 
-async def test_final_tier_failure_raises_and_is_still_recorded(services, scripted):
+async def test_final_tier_failure_raises_and_is_still_recorded(engine, scripted, recorder):
     scripted.enqueue("draft-model", HEDGE)
     scripted.enqueue("strong-model", ProviderError("down", provider="local", status=500))
 
     with pytest.raises(ProviderError):
-        await services.engine.complete(services.engine.resolve("default"), ask(), request_id="lost")
+        await engine.complete(engine.resolve("default"), ask(), request_id="lost")
 
-    trace = services.ledger.get("lost")
+    trace = recorder.get("lost")
     assert trace is not None
     assert trace.outcome == "error"
     assert trace.cost_usd > 0  # the draft was paid for
     assert trace.savings_usd == 0
 
 
-async def test_plain_model_name_bypasses_the_cascade(services, scripted):
+async def test_plain_model_name_bypasses_the_cascade(engine, scripted, recorder):
     scripted.enqueue("strong-model", HEDGE)
 
-    trace = (
-        await services.engine.complete(services.engine.resolve("large"), ask(), request_id="r")
-    ).trace
+    trace = (await engine.complete(engine.resolve("large"), ask(), request_id="r")).trace
 
     assert trace.outcome == "direct"
     assert trace.attempts[0].verdict is None
     assert trace.savings_usd == 0
 
 
-async def test_unknown_model_is_model_not_found(services):
+async def test_unknown_model_is_model_not_found(engine):
     with pytest.raises(ModelNotFound):
-        services.engine.resolve("gpt-nonexistent")
+        engine.resolve("gpt-nonexistent")
 
 
-async def test_draft_is_asked_for_logprobs_but_the_final_tier_is_not(services, scripted):
+async def test_draft_is_asked_for_logprobs_but_the_final_tier_is_not(engine, scripted, recorder):
     scripted.enqueue("draft-model", HEDGE)
     scripted.enqueue("strong-model", GOOD)
 
-    await services.engine.complete(services.engine.resolve("default"), ask(), request_id="r")
+    await engine.complete(engine.resolve("default"), ask(), request_id="r")
 
     (_, draft_request), (_, strong_request) = scripted.history
     assert draft_request.logprobs is True
     assert strong_request.logprobs is False
 
 
-async def test_validator_sees_the_requested_tools(services, scripted):
+async def test_validator_sees_the_requested_tools(engine, scripted, recorder):
     tools = [
         {
             "type": "function",
@@ -207,30 +190,27 @@ async def test_validator_sees_the_requested_tools(services, scripted):
         ),
     )
 
-    result = await services.engine.complete(
-        services.engine.resolve("default"), ask(tools=tools), request_id="r"
-    )
+    result = await engine.complete(engine.resolve("default"), ask(tools=tools), request_id="r")
 
     assert result.trace.outcome == "escalated"
     assert result.completion.tool_calls[0].name == "get_weather"
 
 
-async def test_every_request_is_recorded_exactly_once(services, scripted):
+async def test_every_request_is_recorded_exactly_once(engine, scripted, recorder):
     scripted.enqueue("draft-model", GOOD)
     scripted.enqueue("draft-model", HEDGE)
     scripted.enqueue("strong-model", GOOD)
 
     for rid in ("a", "b"):
-        await services.engine.complete(services.engine.resolve("default"), ask(), request_id=rid)
+        await engine.complete(engine.resolve("default"), ask(), request_id=rid)
 
-    assert services.ledger.totals.requests == 2
-    assert services.ledger.totals.outcomes == {"accepted": 1, "escalated": 1}
+    assert [t.outcome for t in recorder.traces] == ["accepted", "escalated"]
 
 
-async def collect(services: Services, route: str, provisional: bool = False, rid: str = "s"):
+async def collect(engine: CascadeEngine, route: str, provisional: bool = False, rid: str = "s"):
     events = []
-    async for event in services.engine.stream(
-        services.engine.resolve(route), ask(), request_id=rid, provisional=provisional
+    async for event in engine.stream(
+        engine.resolve(route), ask(), request_id=rid, provisional=provisional
     ):
         events.append(event)
     return events
@@ -240,10 +220,10 @@ def output_text(events) -> str:
     return "".join(e.delta.text for e in events if isinstance(e, Output))
 
 
-async def test_stream_releases_an_accepted_draft_only_after_validation(services, scripted):
+async def test_stream_releases_an_accepted_draft_only_after_validation(engine, scripted, recorder):
     scripted.enqueue("draft-model", GOOD)
 
-    events = await collect(services, "default")
+    events = await collect(engine, "default")
 
     kinds = [type(e).__name__ for e in events]
     assert kinds.index("Decided") < kinds.index("Output")
@@ -252,22 +232,22 @@ async def test_stream_releases_an_accepted_draft_only_after_validation(services,
     assert events[-1].trace.outcome == "accepted"
 
 
-async def test_stream_never_sends_text_of_a_rejected_draft(services, scripted):
+async def test_stream_never_sends_text_of_a_rejected_draft(engine, scripted, recorder):
     scripted.enqueue("draft-model", HEDGE)
     scripted.enqueue("strong-model", GOOD)
 
-    events = await collect(services, "default")
+    events = await collect(engine, "default")
 
     assert output_text(events) == GOOD
     assert all(e.tier == 1 for e in events if isinstance(e, Output))
     assert not any(isinstance(e, DraftDelta) for e in events)
 
 
-async def test_provisional_stream_shows_draft_tokens_then_the_decision(services, scripted):
+async def test_provisional_stream_shows_draft_tokens_then_the_decision(engine, scripted, recorder):
     scripted.enqueue("draft-model", HEDGE)
     scripted.enqueue("strong-model", GOOD)
 
-    events = await collect(services, "default", provisional=True)
+    events = await collect(engine, "default", provisional=True)
 
     drafts = "".join(e.delta.text for e in events if isinstance(e, DraftDelta))
     assert drafts == HEDGE
@@ -276,10 +256,10 @@ async def test_provisional_stream_shows_draft_tokens_then_the_decision(services,
     assert output_text(events) == GOOD
 
 
-async def test_stream_trace_records_time_to_first_token(services, scripted):
+async def test_stream_trace_records_time_to_first_token(engine, scripted, recorder):
     scripted.enqueue("draft-model", GOOD)
 
-    events = await collect(services, "default")
+    events = await collect(engine, "default")
 
     trace = events[-1].trace
     assert trace.streamed is True
@@ -287,15 +267,17 @@ async def test_stream_trace_records_time_to_first_token(services, scripted):
     assert trace.attempts[0].ttft_ms is not None
 
 
-async def test_client_leaving_mid_stream_still_bills_the_tokens_produced(services, scripted):
+async def test_client_leaving_mid_stream_still_bills_the_tokens_produced(
+    engine, scripted, recorder
+):
     scripted.enqueue("strong-model", "one two three four five six seven eight")
 
-    events = services.engine.stream(services.engine.resolve("large"), ask(), request_id="gone")
+    events = engine.stream(engine.resolve("large"), ask(), request_id="gone")
     seen = [await anext(events) for _ in range(3)]
     await events.aclose()
 
     assert "".join(e.delta.text for e in seen) == "one two three "
-    trace = services.ledger.get("gone")
+    trace = recorder.get("gone")
     assert trace is not None and trace.outcome == "cancelled"
     attempt = trace.attempts[0]
     assert attempt.usage_counted is True
@@ -304,7 +286,7 @@ async def test_client_leaving_mid_stream_still_bills_the_tokens_produced(service
     assert scripted.closed_streams == 1
 
 
-async def test_stream_broken_mid_way_on_the_final_tier_raises_and_bills(services, scripted):
+async def test_stream_broken_mid_way_on_the_final_tier_raises_and_bills(engine, scripted, recorder):
     scripted.enqueue(
         "strong-model",
         Scripted(
@@ -315,21 +297,21 @@ async def test_stream_broken_mid_way_on_the_final_tier_raises_and_bills(services
     )
 
     with pytest.raises(ProviderError):
-        await collect(services, "large", rid="broken")
+        await collect(engine, "large", rid="broken")
 
-    trace = services.ledger.get("broken")
+    trace = recorder.get("broken")
     assert trace is not None and trace.outcome == "error"
     assert trace.attempts[0].output_tokens == tokens.count_text("one two ")
     assert trace.attempts[0].usage_counted is True
 
 
-async def test_closing_the_stream_after_it_finished_keeps_the_outcome(services, scripted):
+async def test_closing_the_stream_after_it_finished_keeps_the_outcome(engine, scripted, recorder):
     scripted.enqueue("draft-model", GOOD)
 
-    events = services.engine.stream(services.engine.resolve("default"), ask(), request_id="done")
+    events = engine.stream(engine.resolve("default"), ask(), request_id="done")
     async for event in events:
         if isinstance(event, Finished):
             break
     await events.aclose()
 
-    assert services.ledger.get("done").outcome == "accepted"
+    assert recorder.get("done").outcome == "accepted"

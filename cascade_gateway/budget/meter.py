@@ -1,0 +1,88 @@
+"""The per-request budget meter the cascade engine calls around every upstream call.
+
+Before a call it reserves the call's worst case — the prompt (counted, plus a margin for
+tokenizers that count more than ours) at the input price, and `max_tokens` at the output price
+— and makes sure the upstream is asked for no more than `max_tokens`. After the call it settles
+the reservation to the real cost, or releases it. The spend recorded for a budget therefore
+never passes its limit, whatever the concurrency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from cascade_gateway import tokens
+from cascade_gateway.budget.counters import Counters, Scope, to_nano
+from cascade_gateway.config import ResolvedModel
+from cascade_gateway.domain import ChatRequest
+from cascade_gateway.errors import BudgetExceeded
+
+# Our tokenizer is OpenAI's; others (Anthropic's, Llama's) may count a prompt a little higher.
+PROMPT_MARGIN = 1.2
+PROMPT_SLACK_TOKENS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A reservation: what was put aside, where, and the request to send under it."""
+
+    scopes: tuple[Scope, ...]
+    amount_nano: int
+    request: ChatRequest
+
+
+class Meter:
+    """What the engine sees: reserve, settle, and whether to degrade instead of refusing."""
+
+    degrade: bool = False
+
+    async def reserve(self, model: ResolvedModel, request: ChatRequest) -> Hold:
+        return Hold(scopes=(), amount_nano=0, request=request)
+
+    async def settle(self, hold: Hold, cost_usd: float) -> None:
+        return None
+
+
+UNMETERED = Meter()
+
+
+class BudgetMeter(Meter):
+    """Draws every call of one request on the given budget scopes."""
+
+    def __init__(
+        self,
+        counters: Counters,
+        scopes: Sequence[Scope],
+        *,
+        default_max_tokens: int,
+        degrade: bool = False,
+        describe: dict[str, str] | None = None,
+    ) -> None:
+        self._counters = counters
+        self._scopes = tuple(scopes)
+        self._default_max_tokens = default_max_tokens
+        self.degrade = degrade
+        # Human names of scopes, for the 402 message.
+        self._describe = describe or {}
+
+    async def reserve(self, model: ResolvedModel, request: ChatRequest) -> Hold:
+        max_tokens = request.max_tokens or model.price.max_output_tokens or self._default_max_tokens
+        bounded = request if request.max_tokens else replace(request, max_tokens=max_tokens)
+        prompt = tokens.count_messages(request.messages, request.tools)
+        worst_prompt = math.ceil(prompt * PROMPT_MARGIN) + PROMPT_SLACK_TOKENS
+        amount = to_nano(model.price.cost(worst_prompt, max_tokens))
+        refused = await self._counters.reserve(self._scopes, amount)
+        if refused is not None:
+            what = self._describe.get(refused.name, refused.name)
+            raise BudgetExceeded(
+                f"Budget exhausted for {what} in period {refused.period}: this request to "
+                f"`{model.alias}` could cost up to ${amount / 1e9:.6f} and the remaining budget "
+                "cannot cover it. Lower max_tokens, wait for the period to reset, or ask for a "
+                "larger budget."
+            )
+        return Hold(scopes=self._scopes, amount_nano=amount, request=bounded)
+
+    async def settle(self, hold: Hold, cost_usd: float) -> None:
+        await self._counters.settle(hold.scopes, hold.amount_nano, to_nano(cost_usd))

@@ -1,0 +1,185 @@
+"""A small async SQL seam over SQLite (embedded default) and PostgreSQL (several replicas).
+
+Queries are written once with `:name` parameters; the PostgreSQL side rewrites them to psycopg's
+`%(name)s`. SQLite runs in-process (WAL, short transactions): its calls take microseconds, so
+they run on the event loop rather than paying for a thread hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+Row = dict[str, Any]
+Params = Mapping[str, Any]
+
+_NAMED = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class Connection(Protocol):
+    """One connection inside a transaction."""
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        """Run a statement; the number of rows it changed."""
+        ...
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None: ...
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]: ...
+
+
+class Database(Protocol):
+    dialect: Literal["sqlite", "postgresql"]
+
+    def transaction(self) -> Any:
+        """`async with db.transaction() as conn:` — committed on exit, rolled back on error."""
+        ...
+
+    async def execute(self, sql: str, params: Params | None = None) -> int: ...
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None: ...
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]: ...
+
+    async def ping(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _SqliteConnection:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        return self._conn.execute(sql, params or {}).rowcount
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
+        row = self._conn.execute(sql, params or {}).fetchone()
+        return dict(row) if row is not None else None
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        return [dict(r) for r in self._conn.execute(sql, params or {}).fetchall()]
+
+
+class SqliteDatabase:
+    """One SQLite file shared by every worker process on the host."""
+
+    dialect: Literal["sqlite", "postgresql"] = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._wrapped = _SqliteConnection(self._conn)
+        # One transaction at a time on this connection; other processes wait on the file lock.
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._wrapped
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        async with self.transaction() as conn:
+            return await conn.execute(sql, params)
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
+        return await self._wrapped.fetchone(sql, params)
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        return await self._wrapped.fetchall(sql, params)
+
+    async def ping(self) -> None:
+        self._conn.execute("SELECT 1")
+
+    async def aclose(self) -> None:
+        self._conn.close()
+
+
+class _PostgresConnection:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        cursor = await self._conn.execute(_pg(sql), params or {})
+        return cursor.rowcount
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
+        cursor = await self._conn.execute(_pg(sql), params or {})
+        return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        cursor = await self._conn.execute(_pg(sql), params or {})
+        return await cursor.fetchall()
+
+
+class PostgresDatabase:
+    """A pooled PostgreSQL connection (psycopg 3)."""
+
+    dialect: Literal["sqlite", "postgresql"] = "postgresql"
+
+    def __init__(self, url: str, max_size: int = 20) -> None:
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool
+
+        self._pool = AsyncConnectionPool(
+            url, min_size=1, max_size=max_size, open=False, kwargs={"row_factory": dict_row}
+        )
+
+    async def open(self) -> None:
+        await self._pool.open(wait=True, timeout=10)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self._pool.connection() as conn, conn.transaction():
+            yield _PostgresConnection(conn)
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        async with self.transaction() as conn:
+            return await conn.execute(sql, params)
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
+        async with self.transaction() as conn:
+            return await conn.fetchone(sql, params)
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        async with self.transaction() as conn:
+            return await conn.fetchall(sql, params)
+
+    async def ping(self) -> None:
+        await self.fetchone("SELECT 1 AS ok")
+
+    async def aclose(self) -> None:
+        await self._pool.close()
+
+
+def _pg(sql: str) -> str:
+    return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+async def open_database(url: str) -> Database:
+    """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite://` (in memory) or
+    `postgresql://...` (SQLAlchemy's spelling)."""
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://").removeprefix("/")
+        return SqliteDatabase(path or ":memory:")
+    if url.startswith(("postgresql://", "postgres://")):
+        db = PostgresDatabase(url)
+        await db.open()
+        return db
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://...")
