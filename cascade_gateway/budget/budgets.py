@@ -7,6 +7,8 @@ Redis seeded from the ledger.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from cascade_gateway.accounting.ledger import Ledger
@@ -24,13 +26,19 @@ _TTL = {"day": 2 * 86400, "month": 40 * 86400, "total": None}
 class Budgets:
     """Builds per-request meters and reports budget status."""
 
-    def __init__(self, config: BudgetConfig, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        config: BudgetConfig,
+        ledger: Ledger,
+        clock: Callable[[str], datetime] = now_in,
+    ) -> None:
         self.config = config
         self._ledger = ledger
+        self._now = clock
         self.counters: Counters | None = None
 
     def _scope(self, name: str, period: Period, limit_usd: float) -> Scope:
-        now = now_in(self.config.timezone)
+        now = self._now(self.config.timezone)
         start = period_start(period, now)
         return Scope(
             name,
@@ -75,7 +83,7 @@ class Budgets:
         if spent == 0 and reserved == 0:
             # Counters may start empty (a fresh Redis, say): the ledger knows the truth.
             spent = await self.spent_nano(scope)
-        reset = period_reset(key.budget_period, now_in(self.config.timezone))
+        reset = period_reset(key.budget_period, self._now(self.config.timezone))
         return {
             "period": key.budget_period,
             "period_key": scope.period,
