@@ -8,10 +8,12 @@ import os
 import signal
 import sys
 
+from cascade_gateway.auth.cli import add_commands as add_key_commands
 from cascade_gateway.config import ConfigError, GatewayConfig, load_config, warnings
 
 
-def _load_or_exit(path: str) -> GatewayConfig:
+def load_or_exit(path: str) -> GatewayConfig:
+    """The config at `path`, or exit 2 listing its problems."""
     try:
         config = load_config(path)
     except ConfigError as exc:
@@ -23,7 +25,7 @@ def _load_or_exit(path: str) -> GatewayConfig:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    config = _load_or_exit(args.file)
+    config = load_or_exit(args.file)
     print(
         f"{args.file}: ok ({len(config.providers)} providers, {len(config.models)} models, "
         f"{len(config.cascades)} cascades)"
@@ -36,7 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from cascade_gateway.app import CONFIG_ENV
 
-    _load_or_exit(args.config)
+    load_or_exit(args.config)
     # Workers re-read the (already checked) file through the app factory.
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
@@ -95,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--latency-ms", type=float, default=0.0)
     fake.add_argument("--api-key", help="require this key from clients")
     fake.set_defaults(run=_fake_upstream)
+
+    add_key_commands(commands)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,26 @@ def test_unreadable_file_is_a_config_error(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
     assert "cannot read file" in caught.value.problems[0]
+
+
+def test_keys_cli_creates_lists_and_revokes_a_key(tmp_path, capsys):
+    raw = config_dict()
+    raw["storage"] = {"database_url": f"sqlite:///{tmp_path}/keys.db"}
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    base = ["keys", "--config", str(path)]
+
+    assert main([*base, "create", "team-a", "--budget-usd", "5", "--budget-period", "day"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert main([*base, "list"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert main([*base, "revoke", created["id"]]) == 0
+    capsys.readouterr()
+    assert main([*base, "show", created["id"]]) == 0
+    shown = json.loads(capsys.readouterr().out)
+
+    assert created["key"].startswith("cgk-")
+    assert [k["name"] for k in listed] == ["team-a"]
+    assert listed[0]["budget"]["remaining_usd"] == 5.0
+    assert "key" not in listed[0]
+    assert shown["revoked_at"] is not None
