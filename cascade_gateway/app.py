@@ -9,23 +9,24 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from cascade_gateway import __version__
-from cascade_gateway.api import admin, native, openai
+from cascade_gateway.api import admin, native, openai, probes
 from cascade_gateway.api.errors import install_error_handlers
-from cascade_gateway.api.middleware import RequestIdMiddleware
-from cascade_gateway.config import GatewayConfig, load_config
+from cascade_gateway.api.middleware import RequestContextMiddleware
+from cascade_gateway.config import CONFIG_ENV, GatewayConfig, load_config
+from cascade_gateway.lifecycle import Lifecycle
 from cascade_gateway.providers.base import Provider
 from cascade_gateway.services import open_services
-
-CONFIG_ENV = "CASCADE_CONFIG_FILE"
 
 
 def create_app(config: GatewayConfig, providers: Mapping[str, Provider] | None = None) -> FastAPI:
     """The gateway for a validated config; `providers` replaces the configured upstreams."""
+    lifecycle = Lifecycle(drain_seconds=config.server.drain_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await open_services(config, providers)
         app.state.services = services
+        lifecycle.install_signal_handler()
         try:
             yield
         finally:
@@ -38,19 +39,20 @@ def create_app(config: GatewayConfig, providers: Mapping[str, Provider] | None =
         docs_url="/docs",
         redoc_url=None,
     )
-    app.add_middleware(RequestIdMiddleware)
+    app.state.lifecycle = lifecycle
+    app.add_middleware(RequestContextMiddleware, lifecycle=lifecycle)
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(native.router)
     app.include_router(admin.router)
-
-    @app.get("/health", include_in_schema=False)
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
-
+    app.include_router(probes.router)
     return app
 
 
 def create_app_from_env() -> FastAPI:
     """App factory for uvicorn workers: the config file named by `CASCADE_CONFIG_FILE`."""
-    return create_app(load_config(os.environ[CONFIG_ENV]))
+    config = load_config(os.environ[CONFIG_ENV])
+    from cascade_gateway.observability.logs import configure_logging
+
+    configure_logging(config.log.level, config.log.format)
+    return create_app(config)

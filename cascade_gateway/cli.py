@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
+import tempfile
 
 from cascade_gateway.auth.cli import add_commands as add_key_commands
-from cascade_gateway.config import ConfigError, GatewayConfig, load_config, warnings
+from cascade_gateway.config import CONFIG_ENV, ConfigError, GatewayConfig, load_config, warnings
+from cascade_gateway.replay.cli import add_commands as add_replay_commands
 
 
 def load_or_exit(path: str) -> GatewayConfig:
@@ -36,15 +37,13 @@ def _check_config(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from cascade_gateway.app import CONFIG_ENV
+    from cascade_gateway.observability.logs import configure_logging
 
-    load_or_exit(args.config)
+    config = load_or_exit(args.config)
     # Workers re-read the (already checked) file through the app factory.
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
-    # The SDKs' clients log every upstream call at INFO; that is the access log's job.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    _prepare_metrics_dir(args.workers)
+    configure_logging(args.log_level or config.log.level, config.log.format)
     # uvicorn re-raises SIGTERM once it has shut down gracefully, which would make the process
     # exit 143; a drained shutdown is a success, so that re-raised signal is absorbed here.
     signal.signal(signal.SIGTERM, lambda *_: None)
@@ -54,10 +53,26 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level=args.log_level,
+        log_config=None,
+        log_level=args.log_level or config.log.level,
         access_log=args.access_log,
     )
     return 0
+
+
+def _prepare_metrics_dir(workers: int) -> None:
+    """Several workers share metrics through files; stale files from a previous run would be
+    counted again, so the directory starts empty."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder is None and workers > 1:
+        folder = tempfile.mkdtemp(prefix="cascade-gateway-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    if folder is None:
+        return
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
 
 
 def _fake_upstream(args: argparse.Namespace) -> int:
@@ -82,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--log-level", default="info")
-    serve.add_argument("--access-log", action="store_true", help="uvicorn's access log")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--access-log", action="store_true", help="uvicorn's own access log too")
     serve.set_defaults(run=_serve)
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
@@ -99,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     fake.set_defaults(run=_fake_upstream)
 
     add_key_commands(commands)
+    add_replay_commands(commands)
     return parser
 
 

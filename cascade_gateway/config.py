@@ -21,6 +21,8 @@ from cascade_gateway import pricing
 from cascade_gateway.budget.periods import Period
 
 ProviderKind = Literal["openai", "anthropic", "litellm"]
+# Set by `cascade-gateway serve` so each uvicorn worker re-reads the same file.
+CONFIG_ENV = "CASCADE_CONFIG_FILE"
 
 
 class _Section(BaseModel):
@@ -111,10 +113,19 @@ class BudgetConfig(_Section):
 
 
 class ServerConfig(_Section):
-    """HTTP-level limits."""
+    """HTTP-level limits and shutdown."""
 
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    trace_history: int = Field(default=10_000, ge=1)
+    # On SIGTERM, how long requests and streams in flight may take to finish.
+    drain_seconds: float = Field(default=20.0, ge=0)
+
+
+class LogConfig(_Section):
+    """Log level and format; prompt and completion text only when asked for."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+    include_content: bool = False
 
 
 class GatewayConfig(BaseSettings):
@@ -130,6 +141,7 @@ class GatewayConfig(BaseSettings):
     server: ServerConfig = Field(default_factory=ServerConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     budgets: BudgetConfig = Field(default_factory=BudgetConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
     # Guards the admin API; when set, every /v1 and /api request needs a key. From the
     # environment (CASCADE_MASTER_KEY), never from a file that might be committed.
     master_key: SecretStr | None = None

@@ -103,7 +103,9 @@ async def open_services(
     budgets = Budgets(config.budgets, ledger)
     budgets.counters = RedisCounters(redis, budgets) if redis is not None else SqlCounters(db)
     limiter = RateLimiter(config.storage.redis_url)
-    engine = CascadeEngine(build_routes(config, models, live), sink=Accountant(ledger, limiter))
+    engine = CascadeEngine(
+        build_routes(config, models, live), sink=Accountant(ledger, limiter, budgets)
+    )
     return Services(
         config=config,
         models=models,

@@ -1,11 +1,14 @@
-"""Accounting, the last stage of every request: the ledger row and the key's token count."""
+"""Accounting, the last stage of every request: the ledger row, the key's token count, the
+metrics, and the figures on the request's log line."""
 
 from __future__ import annotations
 
 import logging
 
 from cascade_gateway.accounting.ledger import Ledger
+from cascade_gateway.budget.budgets import Budgets
 from cascade_gateway.cascade.trace import Trace
+from cascade_gateway.observability import logs, metrics
 from cascade_gateway.ratelimit import RateLimiter
 
 log = logging.getLogger("cascade_gateway.accounting")
@@ -14,19 +17,48 @@ log = logging.getLogger("cascade_gateway.accounting")
 class Accountant:
     """The engine's trace sink."""
 
-    def __init__(self, ledger: Ledger, limiter: RateLimiter) -> None:
+    def __init__(self, ledger: Ledger, limiter: RateLimiter, budgets: Budgets) -> None:
         self._ledger = ledger
         self._limiter = limiter
+        self._budgets = budgets
 
     async def record(self, trace: Trace) -> None:
-        """Write the request to the ledger and count its tokens against the key's TPM."""
+        """Write the request to the ledger, count its tokens against the key's TPM, and
+        report it to metrics and the request log."""
         try:
             await self._ledger.record(trace)
         except Exception:
             # The request already happened; losing its record silently would be worse than a
             # loud log line that carries everything needed to re-enter it.
-            log.exception("ledger write failed; trace follows: %s", trace.to_dict())
+            log.exception("ledger write failed", extra={"fields": {"trace": trace.to_dict()}})
+        metrics.observe(trace)
+        _describe(trace)
         key = trace.key
-        if key is not None and key.tpm is not None:
+        if key is None:
+            return
+        if key.tpm is not None:
             used = trace.input_tokens + trace.output_tokens
             await self._limiter.spend_tokens(key.id, key.tpm, used)
+        if key.budget_usd is not None:
+            status = await self._budgets.status(key)
+            metrics.BUDGET_REMAINING.labels(key.name).set(status["remaining_usd"])
+
+
+def _describe(trace: Trace) -> None:
+    fields = logs.request_fields()
+    if fields is None:
+        return
+    fields.update(
+        key_name=trace.key_name,
+        cascade=trace.route,
+        models_tried=[a.model for a in trace.attempts],
+        model_used=trace.model_used,
+        outcome=trace.outcome,
+        input_tokens=trace.input_tokens,
+        output_tokens=trace.output_tokens,
+        cost_usd=round(trace.cost_usd, 10),
+        savings_usd=round(trace.savings_usd, 10),
+        quality_score=trace.quality_score,
+        budget_capped=trace.budget_capped,
+        ttft_ms=trace.ttft_ms,
+    )

@@ -1,4 +1,6 @@
-"""Pure ASGI middleware: request ids on every response, and a last-resort 500 in OpenAI's shape."""
+"""The envelope around every request, as pure ASGI (no per-request task or copy):
+a request id, the in-flight count, refusal while draining, the request's log line, and a
+last-resort 500 in OpenAI's shape."""
 
 from __future__ import annotations
 
@@ -9,61 +11,83 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cascade_gateway.lifecycle import Lifecycle
+from cascade_gateway.observability import logs, metrics
+
 log = logging.getLogger("cascade_gateway")
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_INTERNAL = json.dumps(
-    {
-        "error": {
-            "message": "The gateway hit an internal error. It has been logged.",
-            "type": "server_error",
-            "param": None,
-            "code": "internal_error",
-        }
-    }
-).encode()
+# Probes and scrapes: never refused while draining, never counted, never logged.
+UNTRACKED = frozenset({"/liveness", "/readiness", "/health", "/metrics"})
+
+
+def _error_body(message: str, code: str, error_type: str = "server_error") -> bytes:
+    return json.dumps(
+        {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+    ).encode()
+
+
+_INTERNAL = _error_body("The gateway hit an internal error. It has been logged.", "internal_error")
+_DRAINING = _error_body(
+    "This gateway instance is shutting down; retry the request (another replica will take it).",
+    "draining",
+)
 
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-class RequestIdMiddleware:
+class RequestContextMiddleware:
     """Honours a sane incoming `x-request-id`, else makes one; stores it in `request.state`."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, lifecycle: Lifecycle) -> None:
         self.app = app
+        self.lifecycle = lifecycle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in UNTRACKED:
             await self.app(scope, receive, send)
             return
         request_id = _incoming_id(scope) or new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
+        status = 500
         started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
+        if self.lifecycle.draining:
+            await _respond(send_with_id, 503, _DRAINING, retry_after=True)
+            return
+        token = logs.open_request(request_id=request_id, method=scope["method"], path=scope["path"])
+        self.lifecycle.enter()
+        metrics.IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            log.exception("unhandled error", extra={"request_id": request_id})
+            log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
             if started:
                 raise
-            await send_with_id(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send_with_id({"type": "http.response.body", "body": _INTERNAL})
+            await _respond(send_with_id, 500, _INTERNAL)
+        finally:
+            metrics.IN_FLIGHT.dec()
+            self.lifecycle.leave()
+            logs.close_request(token, status)
+
+
+async def _respond(send: Send, status: int, body: bytes, retry_after: bool = False) -> None:
+    headers = [(b"content-type", b"application/json")]
+    if retry_after:
+        headers += [(b"retry-after", b"1"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _incoming_id(scope: Scope) -> str | None:

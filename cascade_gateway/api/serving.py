@@ -36,8 +36,10 @@ from cascade_gateway.errors import (
     ContextTooLong,
     GatewayError,
     ModelNotFound,
+    RateLimited,
     UpstreamError,
 )
+from cascade_gateway.observability import logs, metrics
 from cascade_gateway.services import Services
 
 log = logging.getLogger("cascade_gateway")
@@ -98,6 +100,7 @@ class Run:
     request_id: str
     meter: Meter
     key: ApiKey | None
+    log_content: bool = False
 
     def complete(self, request: ChatRequest, **options: Any) -> Awaitable[Result]:
         return self.engine.complete(
@@ -134,9 +137,22 @@ async def admit(services: Services, caller: Caller, route: Route, request_id: st
     """Apply the caller's rate limits and pick the budgets this request draws on."""
     key = caller.key
     if key is not None:
-        await services.limiter.admit(key.id, key.rpm, key.tpm)
+        try:
+            await services.limiter.admit(key.id, key.rpm, key.tpm)
+        except RateLimited:
+            metrics.count_refusal(route.name)
+            raise
     meter = services.budgets.meter(key, route.on_budget_pressure)
-    return Run(services.engine, route, request_id, meter, key)
+    log_content = services.config.log.include_content
+    return Run(services.engine, route, request_id, meter, key, log_content)
+
+
+def _log_content(request: ChatRequest, completion: str) -> None:
+    """Put the conversation on the request's log line (only with `log.include_content`)."""
+    fields = logs.request_fields()
+    if fields is not None:
+        fields["messages"] = request.messages
+        fields["completion"] = completion
 
 
 async def complete(
@@ -144,6 +160,8 @@ async def complete(
 ) -> Response:
     """A non-streamed chat completion."""
     result = await run.complete(request)
+    if run.log_content:
+        _log_content(request, result.completion.text)
     body = protocol.completion_body(chat, result.completion, result.trace)
     return JSONResponse(body, headers=trace_headers(result.trace))
 
@@ -161,7 +179,8 @@ async def stream(run: Run, chat: protocol.ChatCompletionRequest, request: ChatRe
     model = first.model if isinstance(first, Output) else first.trace.model_used or route.name
     writer = protocol.ChunkWriter(chat, request_id, model)
     headers = {"x-cascade-route": route.name, "x-cascade-model": model}
-    return sse.response(_frames(writer, chat, first, events), headers=headers)
+    frames = _frames(writer, chat, first, events, request if run.log_content else None)
+    return sse.response(frames, headers=headers)
 
 
 async def _first_kept(events: AsyncIterator[CascadeEvent]) -> Output | Finished:
@@ -176,6 +195,7 @@ async def _frames(
     chat: protocol.ChatCompletionRequest,
     first: Output | Finished,
     events: AsyncIterator[CascadeEvent],
+    log_content: ChatRequest | None,
 ) -> AsyncIterator[ServerSentEvent]:
     async with aclosing(events):
         yield sse.frame(writer.role())
@@ -191,6 +211,8 @@ async def _frames(
                     elif chunk is not None:
                         yield sse.frame(chunk)
                 elif isinstance(event, Finished):
+                    if log_content is not None:
+                        _log_content(log_content, event.completion.text)
                     finishing = finishing or writer.delta(
                         Delta(finish_reason=event.completion.finish_reason)
                     )

@@ -1,4 +1,4 @@
-"""`cascade-gateway keys create|list|show|revoke`: manage keys straight in the gateway's database."""
+"""`cascade-gateway keys create|list|show|revoke`: keys managed straight in the database."""
 
 from __future__ import annotations
 

@@ -319,11 +319,13 @@ class CascadeEngine:
             attempt.latency_ms = self._ms_since(began)
         attempt.decision = "failed"
         attempt.error = str(exc)
+        attempt.error_code = exc.code or "upstream_error"
 
     @staticmethod
     def _interrupt(attempt: Attempt, exc: BaseException) -> None:
         attempt.decision = "cancelled" if _is_cancel(exc) else "failed"
         attempt.error = _describe(exc)
+        attempt.error_code = "cancelled" if _is_cancel(exc) else type(exc).__name__
 
     def _degrade(self, trace: Trace, route: Route, attempt: Attempt) -> None:
         """Serve a rejected answer because the budget cannot pay for the next tier."""

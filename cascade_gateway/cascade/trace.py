@@ -34,6 +34,8 @@ class Attempt:
     verdict: Verdict | None = None
     validate_ms: float = 0.0
     error: str | None = None
+    # Short and bounded (for metrics): "timeout", "upstream_429", "cancelled"...
+    error_code: str | None = None
 
 
 @dataclass(slots=True)

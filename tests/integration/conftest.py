@@ -7,20 +7,16 @@ an unreachable server is a failure, never a silent skip.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from cascade_gateway.fake_upstream import FakeUpstream
 from tests.configs import config_dict
+from tests.processes import gateway_process
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "CASCADE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -69,26 +65,6 @@ def upstream() -> Iterator[FakeUpstream]:
         yield up
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited with {proc.returncode}: {proc.stderr.read()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"gateway at {url} did not become healthy")
-
-
 @pytest.fixture(scope="module")
 def gateways(
     upstream: FakeUpstream, postgres_url: str, redis_url: str, tmp_path_factory
@@ -96,27 +72,13 @@ def gateways(
     """Two gateway processes sharing PostgreSQL and Redis, in front of the fake upstream."""
     raw = config_dict(base_url=f"{upstream.url}/v1")
     raw["storage"] = {"database_url": postgres_url, "redis_url": redis_url}
-    path = Path(tmp_path_factory.mktemp("shared")) / "gateway.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    env = {**os.environ, "CASCADE_MASTER_KEY": MASTER_KEY}
-    procs, urls = [], []
-    try:
-        for _ in range(2):
-            port = _free_port()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "cascade_gateway", "serve", "--config", str(path),
-                 "--port", str(port), "--log-level", "warning"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
-            procs.append(proc)
-            urls.append(f"http://127.0.0.1:{port}")
-            _wait_healthy(urls[-1], proc)
-        yield urls
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
+    env = {"CASCADE_MASTER_KEY": MASTER_KEY}
+    folder = Path(tmp_path_factory.mktemp("shared"))
+    with (
+        gateway_process(raw, folder, env=env) as (first, _),
+        gateway_process(raw, folder, env=env) as (second, _),
+    ):
+        yield [first, second]
 
 
 @pytest.fixture

@@ -1,0 +1,77 @@
+"""Structured logs: one JSON line per request, and JSON for everything else the process logs.
+
+A request's line is built up while it runs (the middleware opens it, accounting adds the
+trace's figures) and written when the response is done. Prompt and completion text appear only
+when `log.include_content` is on; secrets never do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from contextvars import ContextVar
+from typing import Any
+
+ACCESS = logging.getLogger("cascade_gateway.access")
+
+_fields: ContextVar[dict[str, Any] | None] = ContextVar("cascade_request_fields", default=None)
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"ts", "level", "logger", "message", ...fields}` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            line.update(fields)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, separators=(",", ":"))
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Send every log record to stderr, as JSON lines or plain text."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # The SDKs' clients log every upstream call at INFO; the request line already says it all.
+    for name in ("httpx", "httpx2", "openai", "anthropic", "LiteLLM"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def open_request(**fields: Any) -> Any:
+    """Start the current request's log line; returns a token for `close_request`."""
+    return _fields.set({"started": time.perf_counter(), **fields})
+
+
+def request_fields() -> dict[str, Any] | None:
+    """The current request's log line, to add figures to (None outside a request)."""
+    return _fields.get()
+
+
+def close_request(token: Any, status: int) -> None:
+    """Write the current request's line."""
+    fields = _fields.get()
+    _fields.reset(token)
+    if fields is None:
+        return
+    started = fields.pop("started")
+    fields["status"] = status
+    fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    ACCESS.info("request", extra={"fields": fields})

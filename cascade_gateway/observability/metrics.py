@@ -1,0 +1,116 @@
+"""Prometheus metrics, correct with several uvicorn workers.
+
+With `PROMETHEUS_MULTIPROC_DIR` set (the CLI sets it whenever it starts more than one worker),
+prometheus-client keeps each worker's values in files there and `/metrics` sums them; without
+it, the process's own registry is served. Labels are bounded: cascades, model aliases and
+providers come from the config, key names from the admin API.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from cascade_gateway.cascade.trace import Trace
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+REQUESTS = Counter(
+    "cascade_requests_total", "Requests by cascade (or model) and outcome.", ["cascade", "outcome"]
+)
+COST = Counter("cascade_cost_usd_total", "Dollars spent upstream, per model.", ["model"])
+BASELINE = Counter(
+    "cascade_baseline_cost_usd_total",
+    "What the same requests would have cost on the cascade's strongest model.",
+    ["cascade"],
+)
+# A gauge, not a counter: an escalated request costs more than strong-only, so net savings
+# can go down. Summed over every worker that ever ran.
+SAVINGS = Gauge(
+    "cascade_savings_usd_total",
+    "Net dollars saved against always using the strongest model.",
+    ["cascade"],
+    multiprocess_mode="sum",
+)
+TOKENS = Counter("cascade_tokens_total", "Tokens billed, per model.", ["model", "direction"])
+DURATION = Histogram(
+    "cascade_request_duration_seconds", "Whole request time.", ["cascade"], buckets=_LATENCY
+)
+STAGE = Histogram(
+    "cascade_stage_duration_seconds", "Time per cascade stage.", ["stage"], buckets=_LATENCY
+)
+TTFT = Histogram(
+    "cascade_time_to_first_token_seconds",
+    "Time to the first token the client keeps (streams).",
+    ["cascade"],
+    buckets=_LATENCY,
+)
+SCORE = Histogram(
+    "cascade_validator_score",
+    "Combined validator score of drafts.",
+    ["cascade"],
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+)
+UPSTREAM_ERRORS = Counter(
+    "cascade_upstream_errors_total", "Failed upstream calls.", ["provider", "code"]
+)
+IN_FLIGHT = Gauge(
+    "cascade_in_flight_requests", "Requests being served now.", multiprocess_mode="livesum"
+)
+BUDGET_REMAINING = Gauge(
+    "cascade_budget_remaining_usd",
+    "Budget left in the current period, per key.",
+    ["key_name"],
+    multiprocess_mode="mostrecent",
+)
+
+_OUTCOMES = {"degraded": "accepted", "cancelled": "error"}
+
+
+def observe(trace: Trace) -> None:
+    """Count one finished request."""
+    cascade = trace.route
+    outcome = _OUTCOMES.get(trace.outcome or "error", trace.outcome or "error")
+    REQUESTS.labels(cascade, outcome).inc()
+    DURATION.labels(cascade).observe(trace.total_ms / 1000)
+    if trace.ttft_ms is not None:
+        TTFT.labels(cascade).observe(trace.ttft_ms / 1000)
+    for attempt in trace.attempts:
+        COST.labels(attempt.model).inc(attempt.cost_usd)
+        TOKENS.labels(attempt.model, "input").inc(attempt.input_tokens)
+        TOKENS.labels(attempt.model, "output").inc(attempt.output_tokens)
+        if attempt.decision == "failed":
+            UPSTREAM_ERRORS.labels(attempt.provider, attempt.error_code or "unknown").inc()
+    if trace.mode == "cascade":
+        BASELINE.labels(cascade).inc(trace.baseline_cost_usd)
+        SAVINGS.labels(cascade).inc(trace.savings_usd)
+        for stage, ms in trace.stage_ms().items():
+            if stage in ("draft", "validate", "escalate") and ms > 0:
+                STAGE.labels(stage).observe(ms / 1000)
+        if trace.quality_score is not None:
+            SCORE.labels(cascade).observe(trace.quality_score)
+
+
+def count_refusal(route: str) -> None:
+    """A request refused before it reached the cascade (rate limited)."""
+    REQUESTS.labels(route, "rejected").inc()
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type, summed across workers when there are many."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,89 @@
+"""A real gateway process: metrics summed over two workers, and a drain on a real SIGTERM."""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import openai
+
+from cascade_gateway.fake_upstream import Reply, Rule
+from tests.configs import config_dict
+from tests.processes import gateway_process
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+GOOD = "The capital of France is Paris."
+
+
+def requests_total(metrics_text: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics_text.splitlines()
+        if line.startswith("cascade_requests_total{")
+    )
+
+
+def test_metrics_are_summed_across_two_workers(upstream, tmp_path):
+    upstream.add(Rule(model="draft-model", reply=Reply(text=GOOD)))
+    metrics_dir = tmp_path / "prom"
+    raw = config_dict(base_url=f"{upstream.url}/v1")
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+
+    with gateway_process(raw, tmp_path, "--workers", "2", env=env) as (url, _):
+        body = {"model": "default", "messages": QUESTION}
+        # Fresh connections, so the kernel spreads them over both workers' accept loops.
+        for _ in range(40):
+            assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 200
+        text = httpx.get(f"{url}/metrics").text
+
+    writers = {re.sub(r"^\w+?_(\d+)\.db$", r"\1", p.name) for p in metrics_dir.glob("counter_*.db")}
+    assert len(writers) == 2  # both workers served and wrote their counters
+    assert requests_total(text) == 40
+
+
+def test_sigterm_drains_in_flight_requests_then_exits_zero(upstream, tmp_path: Path):
+    upstream.add(Rule(model="strong-model", reply=Reply(text=GOOD, latency_s=1.5)))
+    upstream.add(Rule(model="draft-model", reply=Reply(text="slow stream " * 20, per_chunk_s=0.05)))
+    raw = config_dict(base_url=f"{upstream.url}/v1")
+    raw["server"] = {"drain_seconds": 10}
+    results: dict[str, str] = {}
+
+    with gateway_process(raw, tmp_path) as (url, proc):
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+
+        def plain(name: str) -> None:
+            answer = client.chat.completions.create(model="large", messages=QUESTION)
+            results[name] = answer.choices[0].message.content
+
+        def streamed() -> None:
+            chunks = client.chat.completions.create(model="small", messages=QUESTION, stream=True)
+            results["stream"] = "".join(c.choices[0].delta.content or "" for c in chunks)
+
+        threads = [threading.Thread(target=plain, args=(f"plain-{i}",)) for i in range(2)]
+        threads.append(threading.Thread(target=streamed))
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 5
+        while httpx.get(f"{url}/health").json()["in_flight"] < 3:
+            assert time.monotonic() < deadline, "requests never got in flight"
+            time.sleep(0.02)
+
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        readiness = httpx.get(f"{url}/readiness")
+        refused = httpx.post(
+            f"{url}/v1/chat/completions", json={"model": "large", "messages": QUESTION}
+        )
+        for thread in threads:
+            thread.join(timeout=15)
+        exit_code = proc.wait(timeout=15)
+
+    assert readiness.status_code == 503 and readiness.json()["status"] == "draining"
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "draining"
+    assert results == {"plain-0": GOOD, "plain-1": GOOD, "stream": "slow stream " * 20}
+    assert exit_code == 0
