@@ -36,12 +36,48 @@ class ProviderConfig(_Section):
     base_url: str | None = None
     api_key_env: str | None = None
     timeout_s: float = Field(default=600.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=1000, ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
 
     def api_key(self) -> str | None:
         """The key, read from the environment at start-up (never stored in the file)."""
         return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class TimeoutConfig(_Section):
+    """Deadlines for one upstream call (None: only the provider's `timeout_s`)."""
+
+    first_token_s: float | None = Field(default=None, gt=0)
+    total_s: float | None = Field(default=None, gt=0)
+
+
+class RetryConfig(_Section):
+    """Retries of connection errors, 429s (after their Retry-After) and 5xx, before any output."""
+
+    max_attempts: int = Field(default=2, ge=1, le=10)
+    backoff_s: float = Field(default=0.25, ge=0)
+    max_backoff_s: float = Field(default=4.0, ge=0)
+    budget_s: float = Field(default=15.0, gt=0)
+
+
+class BreakerConfig(_Section):
+    """When to stop calling a failing model, and when to try it again."""
+
+    failure_threshold: int = Field(default=5, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    window_s: float = Field(default=30.0, gt=0)
+    min_calls: int = Field(default=20, ge=1)
+    open_s: float = Field(default=30.0, gt=0)
+    probes: int = Field(default=1, ge=1)
+
+
+class ConcurrencyConfig(_Section):
+    """Back-pressure: calls in flight to a model, and how many may wait (and how long)."""
+
+    max_in_flight: int = Field(default=512, ge=1)
+    queue: int = Field(default=512, ge=0)
+    queue_wait_s: float = Field(default=2.0, ge=0)
 
 
 class ModelConfig(_Section):
@@ -56,6 +92,12 @@ class ModelConfig(_Section):
     # Ask for token logprobs when this model drafts (feeds the validator's `logprob` signal).
     # Default: on for OpenAI-compatible providers, which support it.
     logprobs: bool | None = None
+    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    retries: RetryConfig = Field(default_factory=RetryConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+    # Models tried in order when this one fails, when it is called directly.
+    fallbacks: list[str] = Field(default_factory=list)
 
 
 Pressure = Literal["degrade", "reject"]
@@ -70,6 +112,13 @@ class CascadeConfig(_Section):
     description: str | None = None
     # When the budget cannot pay for escalating: serve the lower tier's answer, or refuse (402).
     on_budget_pressure: Pressure | None = None
+    # Deadlines for the validated (non-final) tiers: a draft that misses them is abandoned and
+    # the request escalates. Unset fields fall back to the model's own.
+    draft_timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    # A failing draft escalates rather than being retried (1 = no retry).
+    draft_max_attempts: int = Field(default=1, ge=1, le=10)
+    # Models tried in order when the final tier fails (default: the final model's fallbacks).
+    fallbacks: list[str] | None = None
 
 
 class StorageConfig(_Section):
@@ -234,7 +283,14 @@ def cross_check(config: GatewayConfig) -> list[str]:
                 f"models.{alias}: no price for {model.model!r} in litellm's cost map; "
                 "set input_per_mtok and output_per_mtok"
             )
+    for alias, model in config.models.items():
+        for i, other in enumerate(model.fallbacks):
+            if other not in config.models:
+                problems.append(f"models.{alias}.fallbacks.{i}: unknown model {other!r}")
     for name, cascade in config.cascades.items():
+        for i, other in enumerate(cascade.fallbacks or ()):
+            if other not in config.models:
+                problems.append(f"cascades.{name}.fallbacks.{i}: unknown model {other!r}")
         if name in config.models:
             problems.append(f"cascades.{name}: name is also a model alias; pick another")
         for i, tier in enumerate(cascade.tiers):

@@ -12,7 +12,9 @@
     ├── RateLimited               429 requests|tokens / rate_limit_exceeded (with Retry-After)
     └── UpstreamError             502 upstream_error (the upstream failed or answered garbage)
         ├── UpstreamTimeout       504 timeout
-        └── ProviderError         the status an adapter saw, mapped by `client_status`
+        ├── ProviderError         one failed call: 502, 504 if it timed out, 503 if the gateway
+        │                         refused to make it (circuit open, overloaded)
+        └── NoUpstreamAnswered    every tier and fallback failed: the calls' worst status
 
 Provider adapters translate their SDK's exceptions into `ProviderError` where they enter, so no
 SDK exception type leaks past `cascade_gateway.providers`.
@@ -139,6 +141,8 @@ class ProviderError(UpstreamError):
         super().__init__(f"{provider}: {message}")
         self.provider = provider
         self.timed_out = timed_out
+        # True when the gateway itself declined to call (circuit open, overloaded).
+        self.refused_locally = False
         self.status = status
         self.body = body
         self.retry_after = retry_after
@@ -152,6 +156,8 @@ class ProviderError(UpstreamError):
     @property
     def status_code(self) -> int:  # type: ignore[override]
         # The client did nothing wrong when an upstream refuses us; only a timeout is a 504.
+        if self.refused_locally:
+            return 503
         return 504 if self.timed_out or self.status == 408 else 502
 
     @property
@@ -163,3 +169,32 @@ class ProviderError(UpstreamError):
         if self.retry_after is None:
             return {}
         return {"retry-after": str(max(1, round(self.retry_after)))}
+
+
+class NoUpstreamAnswered(UpstreamError):
+    """Every model the request could go to failed; the message says which and how."""
+
+    def __init__(self, failures: list[ProviderError]) -> None:
+        listed = "; ".join(f"{f.message}" for f in failures)
+        super().__init__(f"No upstream could answer: {listed}")
+        self.failures = failures
+        last = failures[-1]
+        self.code = last.code
+        self._status = (
+            503
+            if all(f.refused_locally for f in failures)
+            else 504
+            if all(f.timed_out for f in failures)
+            else 502
+        )
+        retry_afters = [f.retry_after for f in failures if f.retry_after is not None]
+        self.retry_after = min(retry_afters) if retry_afters else None
+
+    @property
+    def status_code(self) -> int:  # type: ignore[override]
+        return self._status
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"retry-after": str(max(1, math.ceil(self.retry_after)))}

@@ -12,10 +12,11 @@ from cascade_gateway.auth.keys import KeyStore
 from cascade_gateway.budget.budgets import Budgets
 from cascade_gateway.budget.counters import RedisCounters, SqlCounters
 from cascade_gateway.cascade.engine import CascadeEngine, Route, Tier
-from cascade_gateway.config import GatewayConfig, ResolvedModel, resolve_models
+from cascade_gateway.config import CascadeConfig, GatewayConfig, ResolvedModel, resolve_models
 from cascade_gateway.providers.base import Provider
 from cascade_gateway.providers.registry import build_provider
 from cascade_gateway.ratelimit import RateLimiter
+from cascade_gateway.resilience.registry import Resilience
 from cascade_gateway.storage.database import Database, open_database
 from cascade_gateway.storage.migrations import migrate
 from cascade_gateway.validation import build_validator
@@ -34,6 +35,7 @@ class Services:
     budgets: Budgets
     limiter: RateLimiter
     engine: CascadeEngine
+    resilience: Resilience
     redis: Any = None
     _owns_providers: bool = field(default=True, repr=False)
 
@@ -55,6 +57,7 @@ def build_providers(config: GatewayConfig) -> dict[str, Provider]:
             base_url=p.base_url,
             api_key=p.api_key(),
             timeout_s=p.timeout_s,
+            connect_timeout_s=p.connect_timeout_s,
             max_connections=p.max_connections,
             headers=p.headers,
         )
@@ -63,22 +66,43 @@ def build_providers(config: GatewayConfig) -> dict[str, Provider]:
 
 
 def build_routes(
-    config: GatewayConfig, models: Mapping[str, ResolvedModel], providers: Mapping[str, Provider]
+    config: GatewayConfig,
+    models: Mapping[str, ResolvedModel],
+    providers: Mapping[str, Provider],
+    resilience: Resilience | None = None,
 ) -> dict[str, Route]:
-    """A direct route per model alias and a cascade route per cascade."""
+    """A direct route per model alias and a cascade route per cascade. With `resilience`,
+    every tier calls its provider through the model's timeouts, retries, breaker and queue;
+    without it (an offline replay), calls go straight through."""
 
-    def tier(alias: str) -> Tier:
+    def tier(alias: str, validated: bool = False, cascade: CascadeConfig | None = None) -> Tier:
         model = models[alias]
-        return Tier(model=model, provider=providers[model.provider])
+        provider = providers[model.provider]
+        if resilience is not None:
+            provider = resilience.guard(alias, provider, validated=validated, cascade=cascade)
+        return Tier(model=model, provider=provider)
 
-    routes = {alias: Route(name=alias, mode="direct", tiers=(tier(alias),)) for alias in models}
+    routes = {
+        alias: Route(
+            name=alias,
+            mode="direct",
+            tiers=(tier(alias),),
+            fallbacks=tuple(tier(other) for other in config.models[alias].fallbacks),
+        )
+        for alias in models
+    }
     for name, cascade in config.cascades.items():
+        last = len(cascade.tiers) - 1
+        fallbacks = cascade.fallbacks
+        if fallbacks is None:
+            fallbacks = config.models[cascade.tiers[-1]].fallbacks
         routes[name] = Route(
             name=name,
             mode="cascade",
-            tiers=tuple(tier(alias) for alias in cascade.tiers),
+            tiers=tuple(tier(a, i < last, cascade) for i, a in enumerate(cascade.tiers)),
             validator=build_validator(cascade.threshold, cascade.signals),
             on_budget_pressure=cascade.on_budget_pressure,
+            fallbacks=tuple(tier(other) for other in fallbacks),
         )
     return routes
 
@@ -103,9 +127,9 @@ async def open_services(
     budgets = Budgets(config.budgets, ledger)
     budgets.counters = RedisCounters(redis, budgets) if redis is not None else SqlCounters(db)
     limiter = RateLimiter(config.storage.redis_url)
-    engine = CascadeEngine(
-        build_routes(config, models, live), sink=Accountant(ledger, limiter, budgets)
-    )
+    resilience = Resilience(config)
+    routes = build_routes(config, models, live, resilience)
+    engine = CascadeEngine(routes, sink=Accountant(ledger, limiter, budgets))
     return Services(
         config=config,
         models=models,
@@ -116,6 +140,7 @@ async def open_services(
         budgets=budgets,
         limiter=limiter,
         engine=engine,
+        resilience=resilience,
         redis=redis,
         _owns_providers=providers is None,
     )

@@ -41,7 +41,13 @@ async def _checks(request: Request) -> dict[str, str]:
     checks = {"config": "ok", "storage": await _check(services.db.ping)}
     if services.redis is not None:
         checks["redis"] = await _check(services.redis.ping)
-    checks["upstreams"] = "ok" if services.providers else "error: no provider configured"
+    open_circuits = [m for m, state in services.resilience.states().items() if state == "open"]
+    if not services.providers:
+        checks["upstreams"] = "error: no provider configured"
+    elif len(open_circuits) == len(services.models):
+        checks["upstreams"] = "error: every model's circuit is open"
+    else:
+        checks["upstreams"] = "ok"
     return checks
 
 
@@ -78,6 +84,7 @@ async def health(request: Request) -> dict[str, Any]:
         "in_flight": lifecycle.in_flight,
         "checks": checks,
         "providers": sorted(services.providers) if services else [],
+        "circuits": services.resilience.states() if services else {},
         "routes": sorted(services.engine.routes) if services else [],
     }
 

@@ -22,7 +22,12 @@ from cascade_gateway.cascade.assemble import Assembler
 from cascade_gateway.cascade.trace import Attempt, Trace
 from cascade_gateway.config import ResolvedModel
 from cascade_gateway.domain import ChatRequest, Completion, Delta, Usage
-from cascade_gateway.errors import BudgetExceeded, ModelNotFound, ProviderError
+from cascade_gateway.errors import (
+    BudgetExceeded,
+    ModelNotFound,
+    NoUpstreamAnswered,
+    ProviderError,
+)
 from cascade_gateway.providers.base import Provider
 from cascade_gateway.validation import Validator
 
@@ -44,10 +49,18 @@ class Route:
     tiers: tuple[Tier, ...]
     validator: Validator | None = None
     on_budget_pressure: str | None = None
+    # Tried in order, unvalidated, when the final tier fails before answering.
+    fallbacks: tuple[Tier, ...] = ()
 
     @property
     def strongest(self) -> Tier:
         return self.tiers[-1]
+
+    def candidates(self) -> list[tuple[int, Tier, bool]]:
+        """(index, tier, validated?) for every tier and then every fallback."""
+        last = len(self.tiers) - 1
+        ordered = [*self.tiers, *self.fallbacks]
+        return [(i, tier, i < last) for i, tier in enumerate(ordered)]
 
 
 class TraceSink(Protocol):
@@ -136,15 +149,16 @@ class CascadeEngine:
         meter: Meter = UNMETERED,
         key: Payer | None = None,
     ) -> Result:
-        """Run the cascade without streaming; raise the final tier's error if nothing served."""
+        """Run the cascade without streaming. Raises NoUpstreamAnswered when every tier and
+        fallback failed, BudgetExceeded when the budget cannot pay for what is needed."""
         trace = self._new_trace(route, request_id, streamed=False, key=key)
         start = self._clock()
         fallback: tuple[Attempt, Completion] | None = None
+        failures: list[ProviderError] = []
         try:
-            for index, tier in enumerate(route.tiers):
-                final = index == len(route.tiers) - 1
+            for index, tier, validated in route.candidates():
                 try:
-                    hold = await meter.reserve(tier.model, _tier_request(request, tier, final))
+                    hold = await meter.reserve(tier.model, _tier_request(request, tier, validated))
                 except BudgetExceeded:
                     if fallback is None or not meter.degrade:
                         raise
@@ -159,8 +173,7 @@ class CascadeEngine:
                     self._settle(attempt, tier, completion.usage, began)
                 except ProviderError as exc:
                     self._fail(attempt, tier, exc, began)
-                    if final:
-                        raise
+                    failures.append(exc)
                     continue
                 except BaseException as exc:
                     # Abandoned mid-call: the upstream has at least read (and billed) the prompt.
@@ -170,11 +183,11 @@ class CascadeEngine:
                 finally:
                     await _shielded(meter.settle(hold, attempt.cost_usd))
                 attempt.finish_reason = completion.finish_reason
-                if final or await self._accepts(route, request, completion, attempt):
+                if not validated or await self._accepts(route, request, completion, attempt):
                     self._serve(trace, route, attempt)
                     return Result(completion, trace)
                 fallback = (attempt, completion)
-            raise AssertionError("a route always has a final tier")
+            raise NoUpstreamAnswered(failures)
         except BaseException as exc:
             if trace.outcome is None:
                 self._abort(trace, exc)
@@ -193,17 +206,19 @@ class CascadeEngine:
         meter: Meter = UNMETERED,
         key: Payer | None = None,
     ) -> AsyncIterator[CascadeEvent]:
-        """Run the cascade streaming. Only the final tier streams live as `Output`; a non-final
-        tier's answer is held until validated, so no text is ever sent and then replaced.
-        With `provisional`, held tokens are also shown as `DraftDelta` events as they arrive."""
+        """Run the cascade streaming. Only an unvalidated tier (the last, or a fallback) streams
+        live as `Output`; a validated tier's answer is held until judged, so no text is ever
+        sent and then replaced. With `provisional`, held tokens are also shown as `DraftDelta`
+        events as they arrive. A failure after `Output` was sent is raised as is: the client
+        has seen text, so nothing may take over."""
         trace = self._new_trace(route, request_id, streamed=True, key=key)
         start = self._clock()
         fallback: tuple[Attempt, Completion, list[Delta]] | None = None
+        failures: list[ProviderError] = []
         try:
-            for index, tier in enumerate(route.tiers):
-                final = index == len(route.tiers) - 1
+            for index, tier, validated in route.candidates():
                 try:
-                    hold = await meter.reserve(tier.model, _tier_request(request, tier, final))
+                    hold = await meter.reserve(tier.model, _tier_request(request, tier, validated))
                 except BudgetExceeded:
                     if fallback is None or not meter.degrade:
                         raise
@@ -227,7 +242,7 @@ class CascadeEngine:
                             if attempt.ttft_ms is None and (delta.text or delta.tool_calls):
                                 attempt.ttft_ms = self._ms_since(began)
                             assembler.add(delta)
-                            if final:
+                            if not validated:
                                 self._mark_first_output(trace, start, delta)
                                 yield Output(index, tier.model.alias, delta)
                             else:
@@ -239,8 +254,9 @@ class CascadeEngine:
                 except ProviderError as exc:
                     billed = assembler.counted_usage(request) if assembler.has_output else None
                     self._fail(attempt, tier, exc, began, billed)
-                    if final:
+                    if not validated and assembler.has_output:
                         raise
+                    failures.append(exc)
                     continue
                 except BaseException as exc:
                     # Cancelled or closed mid-stream: the upstream bills what it produced.
@@ -250,7 +266,7 @@ class CascadeEngine:
                 finally:
                     await _shielded(meter.settle(hold, attempt.cost_usd))
                 attempt.finish_reason = completion.finish_reason
-                if not final:
+                if validated:
                     accepted = await self._accepts(route, request, completion, attempt)
                     yield Decided(attempt)
                     if not accepted:
@@ -263,6 +279,7 @@ class CascadeEngine:
                 self._serve(trace, route, attempt)
                 yield Finished(trace, completion)
                 return
+            raise NoUpstreamAnswered(failures)
         except BaseException as exc:
             # An outcome already set means the answer was complete: closing late loses nothing.
             if trace.outcome is None:
@@ -381,9 +398,9 @@ class CascadeEngine:
         return (self._clock() - began) * 1000.0
 
 
-def _tier_request(request: ChatRequest, tier: Tier, final: bool) -> ChatRequest:
-    # Logprobs feed the validator, which only judges non-final tiers.
-    return request if final or not tier.model.logprobs else request.with_logprobs()
+def _tier_request(request: ChatRequest, tier: Tier, validated: bool) -> ChatRequest:
+    # Logprobs feed the validator, which only judges validated tiers.
+    return request.with_logprobs() if validated and tier.model.logprobs else request
 
 
 def _prompt_only(request: ChatRequest) -> Usage:

@@ -63,6 +63,15 @@ SCORE = Histogram(
 UPSTREAM_ERRORS = Counter(
     "cascade_upstream_errors_total", "Failed upstream calls.", ["provider", "code"]
 )
+UPSTREAM_RETRIES = Counter(
+    "cascade_upstream_retries_total", "Upstream calls retried after a failure.", ["model"]
+)
+BREAKER_STATE = Gauge(
+    "cascade_circuit_state",
+    "Circuit breaker per model: 0 closed, 1 half-open, 2 open (the worst over workers).",
+    ["model"],
+    multiprocess_mode="livemax",
+)
 IN_FLIGHT = Gauge(
     "cascade_in_flight_requests", "Requests being served now.", multiprocess_mode="livesum"
 )

@@ -358,13 +358,14 @@ class AnthropicProvider:
         base_url: str | None = None,
         api_key: str | None = None,
         timeout_s: float = 600,
+        connect_timeout_s: float = 5.0,
         max_connections: int = 1000,
         headers: dict[str, str] | None = None,
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         self.name = name
         # Fail fast on an unreachable host (so the cascade can move on) but let generation run.
-        timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 5.0))
+        timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, connect_timeout_s))
         if http_client is None:
             http_client = anthropic.DefaultAsyncHttpxClient(
                 timeout=timeout,

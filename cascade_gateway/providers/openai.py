@@ -277,13 +277,14 @@ class OpenAIProvider:
         base_url: str | None = None,
         api_key: str | None = None,
         timeout_s: float = 600,
+        connect_timeout_s: float = 5.0,
         max_connections: int = 1000,
         headers: dict[str, str] | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.name = name
         # Fail fast on an unreachable host (so the cascade can move on) but let generation run.
-        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0))
+        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, connect_timeout_s))
         if http_client is None:
             http_client = openai.DefaultAsyncHttpxClient(
                 timeout=timeout,

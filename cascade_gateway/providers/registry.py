@@ -18,6 +18,7 @@ def build_provider(
     base_url: str | None = None,
     api_key: str | None = None,
     timeout_s: float = 600,
+    connect_timeout_s: float = 5.0,
     max_connections: int = 1000,
     headers: dict[str, str] | None = None,
 ) -> Provider:
@@ -35,6 +36,7 @@ def build_provider(
             base_url=base_url,
             api_key=api_key,
             timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
             max_connections=max_connections,
             headers=headers,
         )
@@ -44,6 +46,7 @@ def build_provider(
             base_url=base_url,
             api_key=api_key,
             timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
             max_connections=max_connections,
             headers=headers,
         )

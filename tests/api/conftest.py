@@ -72,6 +72,11 @@ def gateway_config(upstream_url: str) -> dict:
         "context_window": 100,
     }
     config["server"] = {"max_body_bytes": 64 * 1024}
+    # Tests here share one gateway: failures injected by one test must not trip a breaker or
+    # add retries for the next. Resilience has its own tests with its own gateways.
+    for model in config["models"].values():
+        model["retries"] = {"max_attempts": 1}
+        model["breaker"] = {"failure_threshold": 10_000, "min_calls": 10_000}
     return config
 
 

@@ -7,7 +7,7 @@ import pytest
 from cascade_gateway import tokens
 from cascade_gateway.cascade.engine import CascadeEngine, Decided, DraftDelta, Finished, Output
 from cascade_gateway.domain import ChatRequest, ToolCall, Usage
-from cascade_gateway.errors import ModelNotFound, ProviderError
+from cascade_gateway.errors import ModelNotFound, NoUpstreamAnswered, ProviderError
 from cascade_gateway.providers.scripted import Scripted
 
 GOOD = "The capital of France is Paris."
@@ -130,8 +130,10 @@ async def test_final_tier_failure_raises_and_is_still_recorded(engine, scripted,
     scripted.enqueue("draft-model", HEDGE)
     scripted.enqueue("strong-model", ProviderError("down", provider="local", status=500))
 
-    with pytest.raises(ProviderError):
+    with pytest.raises(NoUpstreamAnswered) as caught:
         await engine.complete(engine.resolve("default"), ask(), request_id="lost")
+
+    assert caught.value.status_code == 502 and "down" in caught.value.message
 
     trace = recorder.get("lost")
     assert trace is not None

@@ -1,0 +1,1 @@
+"""Timeouts, retries, circuit breakers and back-pressure around every upstream call."""

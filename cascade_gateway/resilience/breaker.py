@@ -1,0 +1,107 @@
+"""A circuit breaker per model: stop calling an upstream that keeps failing, probe it later.
+
+closed ──(N consecutive failures, or error rate ≥ R over the window)──▶ open
+open ──(after `open_s`)──▶ half-open: up to `probes` calls go through
+half-open ──(a probe succeeds)──▶ closed;  ──(a probe fails)──▶ open again
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+State = Literal["closed", "open", "half_open"]
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    failure_threshold: int = 5
+    error_rate: float = 0.5
+    window_s: float = 30.0
+    min_calls: int = 20
+    open_s: float = 30.0
+    probes: int = 1
+
+
+class CircuitBreaker:
+    """The breaker of one model (shared by every route that calls it)."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: BreakerSettings,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[str, State], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self._clock = clock
+        self._on_change = on_change
+        self._state: State = "closed"
+        self._consecutive = 0
+        self._opened_at = 0.0
+        self._probes_out = 0
+        self._calls: deque[tuple[float, bool]] = deque()
+
+    @property
+    def state(self) -> State:
+        if self._state == "open" and self._clock() - self._opened_at >= self.settings.open_s:
+            self._set("half_open")
+            self._probes_out = 0
+        return self._state
+
+    def allow(self) -> bool:
+        """May a call go through now? (In half-open, only the allotted probes may.)"""
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half_open" and self._probes_out < self.settings.probes:
+            self._probes_out += 1
+            return True
+        return False
+
+    def retry_after(self) -> float:
+        """Seconds until the breaker will let a probe through."""
+        return max(0.0, self.settings.open_s - (self._clock() - self._opened_at))
+
+    def record(self, success: bool) -> None:
+        """Report how a call that `allow()`ed ended."""
+        now = self._clock()
+        self._calls.append((now, success))
+        while self._calls and now - self._calls[0][0] > self.settings.window_s:
+            self._calls.popleft()
+        if self._state == "half_open":
+            if success:
+                self._close()
+            else:
+                self._open(now)
+            return
+        self._consecutive = 0 if success else self._consecutive + 1
+        if not success and (
+            self._consecutive >= self.settings.failure_threshold or self._rate_exceeded()
+        ):
+            self._open(now)
+
+    def _rate_exceeded(self) -> bool:
+        if len(self._calls) < self.settings.min_calls:
+            return False
+        failures = sum(1 for _, ok in self._calls if not ok)
+        return failures / len(self._calls) >= self.settings.error_rate
+
+    def _open(self, now: float) -> None:
+        self._set("open")
+        self._opened_at = now
+        self._consecutive = 0
+
+    def _close(self) -> None:
+        self._set("closed")
+        self._consecutive = 0
+        self._calls.clear()
+
+    def _set(self, state: State) -> None:
+        self._state = state
+        if self._on_change is not None:
+            self._on_change(self.name, state)
