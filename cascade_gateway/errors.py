@@ -155,9 +155,12 @@ class ProviderError(UpstreamError):
 
     @property
     def status_code(self) -> int:  # type: ignore[override]
-        # The client did nothing wrong when an upstream refuses us; only a timeout is a 504.
+        # The client did nothing wrong when an upstream fails us: a 502, or 504 for a timeout.
+        # An upstream's 429 is passed on as a 429 (with its Retry-After), so clients back off.
         if self.refused_locally:
             return 503
+        if self.status == 429:
+            return 429
         return 504 if self.timed_out or self.status == 408 else 502
 
     @property
@@ -180,13 +183,9 @@ class NoUpstreamAnswered(UpstreamError):
         self.failures = failures
         last = failures[-1]
         self.code = last.code
-        self._status = (
-            503
-            if all(f.refused_locally for f in failures)
-            else 504
-            if all(f.timed_out for f in failures)
-            else 502
-        )
+        statuses = {f.status_code for f in failures}
+        # One kind of failure everywhere keeps its own status; a mix is a plain 502.
+        self._status = statuses.pop() if len(statuses) == 1 else 502
         retry_afters = [f.retry_after for f in failures if f.retry_after is not None]
         self.retry_after = min(retry_afters) if retry_afters else None
 

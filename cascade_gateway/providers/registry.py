@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from cascade_gateway.providers.anthropic import AnthropicProvider
 from cascade_gateway.providers.base import Provider
-from cascade_gateway.providers.openai import OpenAIProvider
 
 ProviderKind = Literal["openai", "anthropic", "litellm"]
 
@@ -30,7 +28,11 @@ def build_provider(
     Example:
         provider = build_provider("openai", "openai", base_url=None, api_key=key)
     """
+    # Each SDK is imported only when a provider of its kind is configured: they cost tens of
+    # MB per worker and most of start-up time.
     if kind == "openai":
+        from cascade_gateway.providers.openai import OpenAIProvider
+
         return OpenAIProvider(
             name,
             base_url=base_url,
@@ -41,6 +43,8 @@ def build_provider(
             headers=headers,
         )
     if kind == "anthropic":
+        from cascade_gateway.providers.anthropic import AnthropicProvider
+
         return AnthropicProvider(
             name,
             base_url=base_url,
@@ -51,7 +55,6 @@ def build_provider(
             headers=headers,
         )
     if kind == "litellm":
-        # Imported here so that importing the registry never pulls in litellm's module chain.
         from cascade_gateway.providers.litellm import LiteLLMProvider
 
         return LiteLLMProvider(

@@ -80,16 +80,16 @@ class CircuitBreaker:
                 self._open(now)
             return
         self._consecutive = 0 if success else self._consecutive + 1
-        if not success and (
-            self._consecutive >= self.settings.failure_threshold or self._rate_exceeded()
-        ):
+        if not success and self._should_open():
             self._open(now)
 
-    def _rate_exceeded(self) -> bool:
-        if len(self._calls) < self.settings.min_calls:
-            return False
-        failures = sum(1 for _, ok in self._calls if not ok)
-        return failures / len(self._calls) >= self.settings.error_rate
+    def _should_open(self) -> bool:
+        # Under load a run of failures is normal noise (timeouts land together); the error
+        # rate decides. With little traffic, consecutive failures are all there is to go on.
+        if len(self._calls) >= self.settings.min_calls:
+            failures = sum(1 for _, ok in self._calls if not ok)
+            return failures / len(self._calls) >= self.settings.error_rate
+        return self._consecutive >= self.settings.failure_threshold
 
     def _open(self, now: float) -> None:
         self._set("open")

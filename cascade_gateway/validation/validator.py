@@ -20,6 +20,8 @@ from cascade_gateway.validation.signals import (
     ToolCalls,
     Truncation,
 )
+from cascade_gateway.validation.signals.arithmetic import Arithmetic
+from cascade_gateway.validation.signals.learned import Learned
 from cascade_gateway.validation.verdict import SignalScore, Verdict, combine
 
 logger = logging.getLogger(__name__)
@@ -98,10 +100,14 @@ _BUILT_IN: dict[str, type[Any]] = {
     "tool_calls": ToolCalls,
     "hedging": Hedging,
     "logprob": Logprob,
+    "arithmetic": Arithmetic,
     "complexity": Complexity,
     "length_fit": LengthFit,
+    "learned": Learned,
 }
 SIGNAL_NAMES: tuple[str, ...] = tuple(_BUILT_IN)
+# Off unless a cascade enables them: signals trained on one kind of question.
+OPT_IN: frozenset[str] = frozenset({"learned"})
 
 
 def build_validator(
@@ -110,6 +116,7 @@ def build_validator(
     """The built-in signals, configured by per-signal settings from a cascade's config.
 
     Every signal accepts `enabled` (bool); soft ones also take `weight` (a number >= 0).
+    Signals in `OPT_IN` run only when enabled explicitly.
     Unknown signal names, unknown options and bad values raise one ValueError naming them all.
 
     Example:
@@ -134,7 +141,7 @@ def build_validator(
             if (problem := _option_problem(name, key, value, accepted)) is not None
         ]
         problems.extend(found)
-        if not found and options.get("enabled", True):
+        if not found and options.get("enabled", name not in OPT_IN):
             chain.append(factory(**{k: v for k, v in options.items() if k != "enabled"}))
     if problems:
         raise ValueError("; ".join(problems))

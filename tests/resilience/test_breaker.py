@@ -94,3 +94,14 @@ def test_state_changes_are_published():
     b.record(False)
 
     assert seen == [("m", "open")]
+
+
+def test_under_load_a_run_of_failures_below_the_error_rate_does_not_open():
+    b = breaker(Clock(), failure_threshold=3, error_rate=0.5, min_calls=10)
+    for _ in range(20):
+        b.record(True)
+
+    for _ in range(5):
+        b.record(False)
+
+    assert b.state == "closed"

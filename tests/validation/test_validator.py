@@ -9,6 +9,7 @@ import pytest
 
 from cascade_gateway.domain import ChatRequest, Completion
 from cascade_gateway.validation import SIGNAL_NAMES, SignalScore, Validator, build_validator
+from cascade_gateway.validation.validator import OPT_IN
 
 
 class Fixed:
@@ -124,13 +125,21 @@ def test_signal_names_list_the_built_ins_in_evaluation_order():
         "tool_calls",
         "hedging",
         "logprob",
+        "arithmetic",
         "complexity",
         "length_fit",
+        "learned",
     )
 
 
-def test_build_validator_runs_every_built_in_by_default():
-    assert [s.name for s in build_validator().signals] == list(SIGNAL_NAMES)
+def test_build_validator_runs_every_built_in_but_the_opt_in_ones_by_default():
+    expected = [name for name in SIGNAL_NAMES if name not in OPT_IN]
+
+    assert [s.name for s in build_validator().signals] == expected
+
+
+def test_the_learned_scorer_is_the_only_opt_in_signal():
+    assert frozenset({"learned"}) == OPT_IN
 
 
 def test_build_validator_leaves_out_a_disabled_signal():
