@@ -116,8 +116,8 @@ async def one(client: httpx.AsyncClient, url: str, rng: random.Random, fault_rat
             if saw_error:
                 return "failed_cleanly"
             return "served" if saw_done else "cut_silently"
-    except httpx.HTTPError:
-        return "transport_error"
+    except httpx.HTTPError as exc:
+        return f"transport_error:{type(exc).__name__}"
 
 
 async def drive(

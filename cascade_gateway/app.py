@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from cascade_gateway import __version__
+from cascade_gateway import __version__, tokens
 from cascade_gateway.api import admin, native, openai, probes
 from cascade_gateway.api.errors import install_error_handlers
 from cascade_gateway.api.middleware import RequestContextMiddleware
@@ -25,6 +26,7 @@ def create_app(config: GatewayConfig, providers: Mapping[str, Provider] | None =
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await open_services(config, providers)
+        await asyncio.to_thread(tokens.warm_up)
         app.state.services = services
         lifecycle.install_signal_handler()
         try:
