@@ -16,4 +16,4 @@ test: lint
 	pytest
 
 bench:
-	python benchmarks/overhead.py
+	python benchmarks/load.py

@@ -34,7 +34,7 @@ def presented_secret(request: Request) -> str | None:
 
 async def authenticate(request: Request) -> Caller:
     """Resolve the caller, or refuse with 401 in OpenAI's shape."""
-    services = get_services(request)
+    services = await get_services(request)
     master = services.config.master_key
     if master is None:
         return Caller()

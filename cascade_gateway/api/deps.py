@@ -1,4 +1,8 @@
-"""Shared services as typed FastAPI dependencies (built once, kept on `app.state`)."""
+"""Shared services as typed FastAPI dependencies (built once, kept on `app.state`).
+
+They are `async def` on purpose: FastAPI runs plain `def` dependencies in a thread pool, which
+would cost a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,15 @@ from cascade_gateway.cascade.engine import CascadeEngine
 from cascade_gateway.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-def get_engine(request: Request) -> CascadeEngine:
+async def get_engine(request: Request) -> CascadeEngine:
     return request.app.state.services.engine
 
 
-def get_request_id(request: Request) -> str:
+async def get_request_id(request: Request) -> str:
     return request.state.request_id
 
 
