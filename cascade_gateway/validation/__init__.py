@@ -12,6 +12,8 @@ Built-in signals, in evaluation order (`SIGNAL_NAMES`):
     soft   logprob      weight 1.0   geometric-mean token probability, low-probability tokens
     soft   complexity   weight 0.5   a prior from the query alone: hard questions score lower
     soft   length_fit   weight 0.5   answer too short for a question with several parts
+    soft   arithmetic   weight 1.0   re-checks every "expression = value" the answer writes out
+    soft   learned      opt-in       P(correct) from weights trained on math word problems
 
 A signal returns None when it does not apply (no logprobs, no JSON mode, ...) and is left out.
 The first failed gate rejects and ends the run (score 0.0); otherwise the score is the weighted
