@@ -4,6 +4,7 @@ metrics, and the figures on the request's log line."""
 from __future__ import annotations
 
 import logging
+import time
 
 from cascade_gateway.accounting.ledger import Ledger
 from cascade_gateway.budget.budgets import Budgets
@@ -12,6 +13,7 @@ from cascade_gateway.observability import logs, metrics
 from cascade_gateway.ratelimit import RateLimiter
 
 log = logging.getLogger("cascade_gateway.accounting")
+GAUGE_INTERVAL_S = 1.0
 
 
 class Accountant:
@@ -21,6 +23,7 @@ class Accountant:
         self._ledger = ledger
         self._limiter = limiter
         self._budgets = budgets
+        self._gauge_updated: dict[str, float] = {}
 
     async def record(self, trace: Trace) -> None:
         """Write the request to the ledger, count its tokens against the key's TPM, and
@@ -39,9 +42,18 @@ class Accountant:
         if key.tpm is not None:
             used = trace.input_tokens + trace.output_tokens
             await self._limiter.spend_tokens(key.id, key.tpm, used)
-        if key.budget_usd is not None:
+        if key.budget_usd is not None and self._gauge_due(key.id):
             status = await self._budgets.status(key)
             metrics.BUDGET_REMAINING.labels(key.name).set(status["remaining_usd"])
+
+    def _gauge_due(self, key_id: str) -> bool:
+        """At most one budget read per key per second: the gauge is for dashboards, and the
+        read would otherwise add a storage round trip to every request."""
+        now = time.monotonic()
+        if now - self._gauge_updated.get(key_id, 0.0) < GAUGE_INTERVAL_S:
+            return False
+        self._gauge_updated[key_id] = now
+        return True
 
 
 def _describe(trace: Trace) -> None:

@@ -6,7 +6,7 @@ request ends for any reason (served, failed, or cancelled by the client).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from cascade_gateway.validation import Verdict
@@ -165,7 +165,7 @@ class Trace:
             "model_used": self.model_used,
             "cascaded": self.cascaded,
             "draft_accepted": self.draft_accepted,
-            "attempts": [asdict(a) for a in self.attempts],
+            "attempts": [_attempt_dict(a) for a in self.attempts],
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cost_usd": self.cost_usd,
@@ -183,3 +183,35 @@ class Trace:
             "ttft_ms": self.ttft_ms,
             "error": self.error,
         }
+
+
+_ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt) if f.name != "verdict")
+
+
+def _attempt_dict(attempt: Attempt) -> dict[str, Any]:
+    # Written out rather than `dataclasses.asdict`, whose deep copy costs more than the rest of
+    # the ledger write.
+    data = {name: getattr(attempt, name) for name in _ATTEMPT_FIELDS}
+    verdict = attempt.verdict
+    data["verdict"] = (
+        None
+        if verdict is None
+        else {
+            "accepted": verdict.accepted,
+            "score": verdict.score,
+            "threshold": verdict.threshold,
+            "reason": verdict.reason,
+            "signals": [
+                {
+                    "name": s.name,
+                    "score": s.score,
+                    "weight": s.weight,
+                    "gate": s.gate,
+                    "passed": s.passed,
+                    "detail": s.detail,
+                }
+                for s in verdict.signals
+            ],
+        }
+    )
+    return data
