@@ -72,6 +72,8 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 def translate_openai_error(exc: Exception, provider: str) -> ProviderError:
     """The gateway's `ProviderError` for an exception from the openai SDK (or litellm)."""
     if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+        if (disguised := _connection_failure(exc)) is not None:
+            return ProviderError(f"connection failed: {disguised}", provider=provider)
         return ProviderError(f"timed out: {exc}", provider=provider, timed_out=True)
     if isinstance(exc, openai.APIStatusError):
         # litellm rebuilds the response without the upstream's headers and keeps them aside.
@@ -93,6 +95,18 @@ def translate_openai_error(exc: Exception, provider: str) -> ProviderError:
         status = getattr(exc, "status_code", None)
         return ProviderError(exc.message, provider=provider, status=status, body=exc.body)
     return ProviderError(str(exc) or type(exc).__name__, provider=provider)
+
+
+def _connection_failure(exc: BaseException) -> BaseException | None:
+    """The aiohttp connection error behind a "timeout", if that is what it is: the aiohttp
+    transport reports a refused or dropped connection as `httpx.ConnectTimeout`."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        kind = type(cause)
+        if kind.__module__.startswith("aiohttp") and "Timeout" not in kind.__name__:
+            return cause
+        cause = cause.__cause__
+    return None
 
 
 def chat_params(request: ChatRequest) -> dict[str, Any]:
@@ -294,7 +308,9 @@ class OpenAIProvider:
         # Fail fast on an unreachable host (so the cascade can move on) but let generation run.
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, connect_timeout_s))
         if http_client is None:
-            http_client = openai.DefaultAsyncHttpxClient(
+            # aiohttp under the SDK's httpx interface: httpcore's pool walks every connection
+            # on every event, which measured as the gateway's largest cost under concurrency.
+            http_client = openai.DefaultAioHttpClient(
                 timeout=timeout,
                 limits=httpx.Limits(
                     max_connections=max_connections, max_keepalive_connections=max_connections

@@ -458,3 +458,18 @@ def test_parse_retry_after_reads_an_http_date() -> None:
     seconds = parse_retry_after({"retry-after": when})
 
     assert seconds is not None and 28 <= seconds <= 30
+
+
+async def test_a_refused_connection_through_the_default_transport_is_not_a_timeout():
+    from cascade_gateway.providers.openai import OpenAIProvider
+
+    provider = OpenAIProvider("local", base_url="http://127.0.0.1:9/v1", api_key="k")
+    try:
+        with pytest.raises(ProviderError) as caught:
+            await provider.complete("m", ChatRequest(messages=[{"role": "user", "content": "hi"}]))
+    finally:
+        await provider.aclose()
+
+    assert caught.value.timed_out is False
+    assert caught.value.status is None and caught.value.status_code == 502
+    assert "connection failed" in caught.value.message
