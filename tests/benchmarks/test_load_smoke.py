@@ -1,0 +1,61 @@
+"""The load benchmark's machinery at tiny scale: real processes, one short point, sane numbers.
+
+Not a performance test: nothing here asserts a latency or a rate, only that the figures the
+benchmark prints are made of completed requests and hang together.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from cascade_gateway.fake_upstream import FakeUpstream, Reply, Rule
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _run(*argv: str, timeout: float = 60) -> dict:
+    done = subprocess.run(
+        [sys.executable, *argv], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+def _sane(point: dict) -> None:
+    assert point["errors"] == 0, point["error_kinds"]
+    assert point["completed"] > 0
+    assert point["rps"] > 0
+    latency = point["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+
+
+def test_one_point_through_upstream_and_gateway() -> None:
+    report = _run(
+        str(BENCHMARKS / "load.py"), "--json", "--upstream-latency-ms", "0",
+        "--concurrency", "2", "--modes", "json", "--paths", "a", "b",
+        "--duration", "0.5", "--warmup", "0.1", "--workers", "1", "--no-client-ceiling",
+    )  # fmt: skip
+    (run,) = report["runs"]
+    direct, gateway = run["points"]
+    assert (direct["path"], gateway["path"]) == ("a", "b")
+    for point in (direct, gateway):
+        _sane(point)
+        assert point["concurrency"] == 2 and point["stream"] is False
+    assert set(gateway["added_ms"]) == {"p50", "p90", "p99"}
+    assert gateway["cpu"]["gateway"] > 0
+    assert run["rss_before"]["gateway"]["total_mb"] > 0
+    assert run["rss_after"]["gateway"]["workers_mb"]
+
+
+def test_streams_report_time_to_first_token() -> None:
+    with FakeUpstream.running([Rule(reply=Reply(text="The capital of France is Paris."))]) as up:
+        point = _run(
+            str(BENCHMARKS / "loadgen.py"), "drive", "--url", f"{up.url}/v1/chat/completions",
+            "--model", "draft-model", "--concurrency", "2", "--duration", "0.5",
+            "--warmup", "0.1", "--stream",
+        )  # fmt: skip
+    _sane(point)
+    assert 0 < point["ttft_ms"]["p50"] <= point["latency_ms"]["p50"]
