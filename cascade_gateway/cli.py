@@ -56,6 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,
         log_level=args.log_level or config.log.level,
         access_log=args.access_log,
+        timeout_keep_alive=config.server.keep_alive_s,
     )
     return 0
 

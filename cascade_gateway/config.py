@@ -167,6 +167,9 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     # On SIGTERM, how long requests and streams in flight may take to finish.
     drain_seconds: float = Field(default=20.0, ge=0)
+    # Idle keep-alive connections are kept this long. Longer than clients' and load balancers'
+    # idle timeouts, so the server never closes a connection a client is just reusing.
+    keep_alive_s: float = Field(default=75.0, gt=0)
 
 
 class LogConfig(_Section):
