@@ -30,22 +30,12 @@ def build_provider(
     """
     # Each SDK is imported only when a provider of its kind is configured: they cost tens of
     # MB per worker and most of start-up time.
-    if kind == "openai":
-        from cascade_gateway.providers.openai import OpenAIProvider
-
-        return OpenAIProvider(
-            name,
-            base_url=base_url,
-            api_key=api_key,
-            timeout_s=timeout_s,
-            connect_timeout_s=connect_timeout_s,
-            max_connections=max_connections,
-            headers=headers,
-        )
-    if kind == "anthropic":
-        from cascade_gateway.providers.anthropic import AnthropicProvider
-
-        return AnthropicProvider(
+    if kind in ("openai", "anthropic"):
+        if kind == "openai":
+            from cascade_gateway.providers.openai import OpenAIProvider as adapter
+        else:
+            from cascade_gateway.providers.anthropic import AnthropicProvider as adapter
+        return adapter(
             name,
             base_url=base_url,
             api_key=api_key,
