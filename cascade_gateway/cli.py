@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -42,7 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_or_exit(args.config)
     # Workers re-read the (already checked) file through the app factory.
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-    _prepare_metrics_dir(args.workers)
+    made_metrics_dir = _prepare_metrics_dir(args.workers)
     configure_logging(args.log_level or config.log.level, config.log.format)
     # uvicorn re-raises SIGTERM once it has shut down gracefully, which would make the process
     # exit 143; a drained shutdown is a success, so that re-raised signal is absorbed here.
@@ -58,22 +59,27 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         timeout_keep_alive=config.server.keep_alive_s,
     )
+    if made_metrics_dir is not None:
+        shutil.rmtree(made_metrics_dir, ignore_errors=True)
     return 0
 
 
-def _prepare_metrics_dir(workers: int) -> None:
+def _prepare_metrics_dir(workers: int) -> str | None:
     """Several workers share metrics through files; stale files from a previous run would be
-    counted again, so the directory starts empty."""
+    counted again, so the directory starts empty. Returns a directory made here (to remove at
+    exit), None when there is none or it was given."""
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    made = None
     if folder is None and workers > 1:
-        folder = tempfile.mkdtemp(prefix="cascade-gateway-metrics-")
+        folder = made = tempfile.mkdtemp(prefix="cascade-gateway-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     if folder is None:
-        return
+        return None
     os.makedirs(folder, exist_ok=True)
     for name in os.listdir(folder):
         if name.endswith(".db"):
             os.remove(os.path.join(folder, name))
+    return made
 
 
 def _fake_upstream(args: argparse.Namespace) -> int:
