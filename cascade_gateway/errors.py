@@ -32,6 +32,8 @@ class GatewayError(Exception):
     status_code: int = 500
     error_type: str = "server_error"
     code: str | None = None
+    # Seconds the client should wait before retrying; sent as a whole-second `Retry-After`.
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -52,7 +54,10 @@ class GatewayError(Exception):
         }
 
     def headers(self) -> dict[str, str]:
-        return {}
+        if self.retry_after is None:
+            return {}
+        # Rounded up: a client told to come back early would just be refused again.
+        return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
 
 
 class InvalidRequest(GatewayError):
@@ -91,9 +96,6 @@ class RateLimited(GatewayError):
         super().__init__(message)
         self.error_type = kind
         self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
 
 
 class PermissionDenied(GatewayError):
@@ -192,8 +194,3 @@ class NoUpstreamAnswered(UpstreamError):
     @property
     def status_code(self) -> int:  # type: ignore[override]
         return self._status
-
-    def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
