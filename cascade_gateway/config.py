@@ -126,6 +126,9 @@ class StorageConfig(_Section):
 
     database_url: str = "sqlite:///cascade-gateway.db"
     redis_url: str | None = None
+    # Ledger rows are written in batches this long after a request ends (0: before its
+    # response). Budgets never wait on it; a crash loses at most this window of ledger rows.
+    ledger_flush_ms: float = Field(default=50, ge=0, le=60_000)
 
     @field_validator("database_url")
     @classmethod

@@ -43,6 +43,7 @@ class Services:
         if self._owns_providers:
             for provider in self.providers.values():
                 await provider.aclose()
+        await self.ledger.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         await self.db.aclose()
@@ -123,7 +124,7 @@ async def open_services(
         redis = aioredis.from_url(config.storage.redis_url)
     models = resolve_models(config)
     live = dict(providers) if providers is not None else build_providers(config)
-    ledger = Ledger(db)
+    ledger = Ledger(db, flush_interval_s=config.storage.ledger_flush_ms / 1000)
     budgets = Budgets(config.budgets, ledger)
     budgets.counters = RedisCounters(redis, budgets) if redis is not None else SqlCounters(db)
     limiter = RateLimiter(config.storage.redis_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -11,12 +12,23 @@ from cascade_gateway.cascade.trace import Trace
 from cascade_gateway.config import GatewayConfig, parse_config, resolve_models
 from cascade_gateway.providers.scripted import ScriptedProvider
 from cascade_gateway.services import build_routes
+from cascade_gateway.storage.database import Database, open_database
+from cascade_gateway.storage.migrations import migrate
 from tests.configs import config_dict
 
 
 @pytest.fixture
 def config() -> GatewayConfig:
     return parse_config(config_dict())
+
+
+@pytest.fixture
+async def db() -> AsyncIterator[Database]:
+    """A migrated in-memory SQLite database."""
+    database = await open_database("sqlite://")
+    await migrate(database)
+    yield database
+    await database.aclose()
 
 
 @pytest.fixture

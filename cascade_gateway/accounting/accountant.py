@@ -3,7 +3,6 @@ metrics, and the figures on the request's log line."""
 
 from __future__ import annotations
 
-import logging
 import time
 
 from cascade_gateway.accounting.ledger import Ledger
@@ -12,7 +11,6 @@ from cascade_gateway.cascade.trace import Trace
 from cascade_gateway.observability import logs, metrics
 from cascade_gateway.ratelimit import RateLimiter
 
-log = logging.getLogger("cascade_gateway.accounting")
 GAUGE_INTERVAL_S = 1.0
 
 
@@ -28,12 +26,7 @@ class Accountant:
     async def record(self, trace: Trace) -> None:
         """Write the request to the ledger, count its tokens against the key's TPM, and
         report it to metrics and the request log."""
-        try:
-            await self._ledger.record(trace)
-        except Exception:
-            # The request already happened; losing its record silently would be worse than a
-            # loud log line that carries everything needed to re-enter it.
-            log.exception("ledger write failed", extra={"fields": {"trace": trace.to_dict()}})
+        await self._ledger.record(trace)
         metrics.observe(trace)
         _describe(trace)
         key = trace.key

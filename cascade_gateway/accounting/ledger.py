@@ -1,20 +1,34 @@
 """The durable spend ledger: one row per request — served, escalated, refused, failed or
 cancelled — with its whole trace and the key that paid, plus one row per upstream attempt.
+
+Rows are written behind the response, in batches: a request's row is queued when it ends and
+the queue is written in one transaction at most `flush_interval_s` later (or as soon as
+`max_batch` rows wait). One transaction per request cost a fifth of a worker's time under load.
+Every read of this process's ledger writes the queue first, so a key holder never misses their
+own last request; the budget counters, which enforce budgets, never wait on this queue.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from cascade_gateway.budget.counters import to_nano
 from cascade_gateway.cascade.trace import Trace
 from cascade_gateway.storage.database import Database
+
+log = logging.getLogger("cascade_gateway.accounting")
+
+RETRY_S = 1.0
 
 GroupBy = Literal["key", "model", "cascade", "day"]
 
@@ -33,58 +47,167 @@ EXPORT_COLUMNS = (
 )  # fmt: skip
 
 
-class Ledger:
-    """Writes traces and answers questions about spend."""
+_LEDGER_COLUMNS = (
+    "id", "request_id", "created_at", "day", "key_id", "key_name", "route", "mode", "outcome",
+    "model_used", "streamed", "budget_capped", "input_tokens", "output_tokens", "cost_usd",
+    "baseline_cost_usd", "total_ms", "trace",
+)  # fmt: skip
+_ATTEMPT_COLUMNS = (
+    "ledger_id", "tier", "model", "decision", "input_tokens", "output_tokens", "cost_usd",
+)  # fmt: skip
+_INSERT_LEDGER = (
+    f"INSERT INTO ledger ({', '.join(_LEDGER_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _LEDGER_COLUMNS)})"
+)
+_INSERT_ATTEMPT = (
+    f"INSERT INTO ledger_attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _ATTEMPT_COLUMNS)})"
+)
 
-    def __init__(self, db: Database) -> None:
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One request's rows, ready to insert."""
+
+    request: dict[str, Any]
+    attempts: list[dict[str, Any]]
+
+
+def _entry(trace: Trace) -> _Entry:
+    ledger_id = uuid.uuid4().hex
+    request = {
+        "id": ledger_id,
+        "request_id": trace.request_id,
+        "created_at": trace.created_at,
+        "day": datetime.fromtimestamp(trace.created_at, UTC).strftime("%Y-%m-%d"),
+        "key_id": trace.key_id,
+        "key_name": trace.key_name,
+        "route": trace.route,
+        "mode": trace.mode,
+        "outcome": trace.outcome or "error",
+        "model_used": trace.model_used,
+        "streamed": int(trace.streamed),
+        "budget_capped": int(trace.budget_capped),
+        "input_tokens": trace.input_tokens,
+        "output_tokens": trace.output_tokens,
+        "cost_usd": trace.cost_usd,
+        "baseline_cost_usd": trace.baseline_cost_usd,
+        "total_ms": trace.total_ms,
+        "trace": json.dumps(trace.to_dict(), separators=(",", ":")),
+    }
+    attempts = [
+        {
+            "ledger_id": ledger_id,
+            "tier": attempt.tier,
+            "model": attempt.model,
+            "decision": attempt.decision,
+            "input_tokens": attempt.input_tokens,
+            "output_tokens": attempt.output_tokens,
+            "cost_usd": attempt.cost_usd,
+        }
+        for attempt in trace.attempts
+    ]
+    return _Entry(request, attempts)
+
+
+class Ledger:
+    """Writes traces (batched, behind the response) and answers questions about spend.
+
+    `flush_interval_s=0` writes each request before its response, as one transaction.
+    If the database refuses a batch, the rows stay queued and are retried; past
+    `max_queued` rows the oldest are given up, each logged whole so it can be re-entered.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        flush_interval_s: float = 0.05,
+        max_batch: int = 256,
+        max_queued: int = 100_000,
+    ) -> None:
         self._db = db
+        self._interval = flush_interval_s
+        self._max_batch = max_batch
+        self._max_queued = max_queued
+        self._queue: list[_Entry] = []
+        self._writing = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
 
     async def record(self, trace: Trace) -> None:
-        """Write one request and its attempts, in one transaction."""
-        ledger_id = uuid.uuid4().hex
-        row = {
-            "id": ledger_id,
-            "request_id": trace.request_id,
-            "created_at": trace.created_at,
-            "day": datetime.fromtimestamp(trace.created_at, UTC).strftime("%Y-%m-%d"),
-            "key_id": trace.key_id,
-            "key_name": trace.key_name,
-            "route": trace.route,
-            "mode": trace.mode,
-            "outcome": trace.outcome or "error",
-            "model_used": trace.model_used,
-            "streamed": int(trace.streamed),
-            "budget_capped": int(trace.budget_capped),
-            "input_tokens": trace.input_tokens,
-            "output_tokens": trace.output_tokens,
-            "cost_usd": trace.cost_usd,
-            "baseline_cost_usd": trace.baseline_cost_usd,
-            "total_ms": trace.total_ms,
-            "trace": json.dumps(trace.to_dict(), separators=(",", ":")),
-        }
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                f"INSERT INTO ledger ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})",
-                row,
+        """Queue one request and its attempts; written within `flush_interval_s`.
+
+        Never raises for the database: a failed write is logged and retried.
+        """
+        self._queue.append(_entry(trace))
+        if self._interval <= 0 or len(self._queue) >= self._max_batch:
+            await self._flush_or_retry_later()
+        else:
+            self._schedule(self._interval)
+
+    async def flush(self) -> None:
+        """Write every queued row now, in one transaction; on failure they stay queued."""
+        async with self._writing:
+            batch, self._queue = self._queue, []
+            if not batch:
+                return
+            try:
+                async with self._db.transaction() as conn:
+                    await conn.executemany(_INSERT_LEDGER, [e.request for e in batch])
+                    await conn.executemany(_INSERT_ATTEMPT, [a for e in batch for a in e.attempts])
+            except BaseException:
+                self._queue[:0] = batch
+                self._give_up_beyond(self._max_queued)
+                raise
+
+    async def aclose(self) -> None:
+        """Write what is queued (at shutdown); rows that cannot be written are logged whole."""
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("ledger write failed at shutdown")
+            self._give_up_beyond(0)
+
+    @property
+    def queued(self) -> int:
+        """Rows waiting to be written."""
+        return len(self._queue)
+
+    def _schedule(self, delay_s: float) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().create_task(self._flush_after(delay_s))
+
+    async def _flush_after(self, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        self._timer = None
+        await self._flush_or_retry_later()
+
+    async def _flush_or_retry_later(self) -> None:
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("ledger write failed; %d rows stay queued for a retry", self.queued)
+            self._schedule(max(self._interval, RETRY_S))
+
+    def _give_up_beyond(self, keep: int) -> None:
+        """Drop the oldest queued rows beyond `keep`, logging each whole (never silently)."""
+        excess = len(self._queue) - keep
+        if excess <= 0:
+            return
+        dropped, self._queue = self._queue[:excess], self._queue[excess:]
+        for entry in dropped:
+            log.error(
+                "ledger row not written",
+                extra={"fields": {"ledger_row": entry.request, "attempts": entry.attempts}},
             )
-            for attempt in trace.attempts:
-                await conn.execute(
-                    "INSERT INTO ledger_attempts (ledger_id, tier, model, decision, input_tokens, "
-                    "output_tokens, cost_usd) VALUES (:ledger_id, :tier, :model, :decision, "
-                    ":input_tokens, :output_tokens, :cost_usd)",
-                    {
-                        "ledger_id": ledger_id,
-                        "tier": attempt.tier,
-                        "model": attempt.model,
-                        "decision": attempt.decision,
-                        "input_tokens": attempt.input_tokens,
-                        "output_tokens": attempt.output_tokens,
-                        "cost_usd": attempt.cost_usd,
-                    },
-                )
 
     async def trace(self, request_id: str, key_id: str | None = None) -> dict[str, Any] | None:
         """The latest trace with this request id; with `key_id`, only if that key paid for it."""
+        await self.flush()
         sql = "SELECT trace FROM ledger WHERE request_id = :rid"
         params: dict[str, Any] = {"rid": request_id}
         if key_id is not None:
@@ -95,6 +218,7 @@ class Ledger:
 
     async def totals(self, key_id: str | None = None, since: float | None = None) -> dict:
         """Requests by outcome, cost, baseline, savings, acceptance rate, per model."""
+        await self.flush()
         where, params = _filter(key_id, since)
         outcomes = await self._db.fetchall(
             f"SELECT outcome, COUNT(*) AS n, SUM(cost_usd) AS cost, "
@@ -140,6 +264,7 @@ class Ledger:
 
     async def spend(self, group_by: GroupBy, since: float | None = None) -> list[dict]:
         """Spend and tokens grouped by key, model, cascade or UTC day, largest first."""
+        await self.flush()
         column, source = _GROUPS[group_by]
         cost = "a.cost_usd" if group_by == "model" else "l.cost_usd"
         tokens = "a" if group_by == "model" else "l"
@@ -155,6 +280,7 @@ class Ledger:
 
     async def export(self, fmt: Literal["jsonl", "csv"]) -> AsyncIterator[str]:
         """Every ledger row, oldest first, as JSON lines (with the trace) or CSV (without)."""
+        await self.flush()
         columns = ", ".join(EXPORT_COLUMNS)
         rows = await self._db.fetchall(f"SELECT {columns}, trace FROM ledger ORDER BY created_at")
         if fmt == "csv":
@@ -172,6 +298,7 @@ class Ledger:
 
     async def spent_nano(self, key_id: str | None, since: float | None) -> int:
         """Spend recorded for a key (None: everyone) since a moment (None: ever)."""
+        await self.flush()
         where, params = _filter(key_id, since)
         row = await self._db.fetchone(
             f"SELECT SUM(l.cost_usd) AS total FROM ledger l {where}", params

@@ -28,6 +28,10 @@ class Connection(Protocol):
         """Run a statement; the number of rows it changed."""
         ...
 
+    async def executemany(self, sql: str, params: list[Params]) -> None:
+        """Run a statement once per parameter set."""
+        ...
+
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None: ...
 
     async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]: ...
@@ -57,6 +61,10 @@ class _SqliteConnection:
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
         return self._conn.execute(sql, params or {}).rowcount
+
+    async def executemany(self, sql: str, params: list[Params]) -> None:
+        if params:
+            self._conn.executemany(sql, params)
 
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
         row = self._conn.execute(sql, params or {}).fetchone()
@@ -118,6 +126,11 @@ class _PostgresConnection:
     async def execute(self, sql: str, params: Params | None = None) -> int:
         cursor = await self._conn.execute(_pg(sql), params or {})
         return cursor.rowcount
+
+    async def executemany(self, sql: str, params: list[Params]) -> None:
+        if params:
+            async with self._conn.cursor() as cursor:
+                await cursor.executemany(_pg(sql), params)
 
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
         cursor = await self._conn.execute(_pg(sql), params or {})

@@ -21,6 +21,18 @@ def per_call_cost() -> float:
     return (tokens.count_messages(PROMPT) * 2.5 + tokens.count_text(ANSWER) * 10.0) / 1e6
 
 
+async def ledger_rows_of(admin, key_id: str, expected: int) -> list[dict]:
+    """The key's ledger rows, once `expected` are there or after 5 s: each replica writes its
+    rows in batches, at most `storage.ledger_flush_ms` after a request ends."""
+    for _ in range(50):
+        rows = [json.loads(line) for line in admin.get("/admin/ledger").text.splitlines()]
+        mine = [r for r in rows if r["key_id"] == key_id]
+        if len(mine) >= expected:
+            break
+        await asyncio.sleep(0.1)
+    return mine
+
+
 async def test_two_hundred_racing_requests_on_two_replicas_stay_within_budget(
     gateways, admin, upstream
 ):
@@ -47,8 +59,7 @@ async def test_two_hundred_racing_requests_on_two_replicas_stay_within_budget(
     upstream_served = len([r for r in upstream.requests if r.model == "strong-model"])
     assert set(statuses) <= {200, 402}
     assert served == upstream_served - served_before
-    rows = [json.loads(line) for line in admin.get("/admin/ledger").text.splitlines()]
-    mine = [r for r in rows if r["key_id"] == key["id"]]
+    mine = await ledger_rows_of(admin, key["id"], expected=200)
     assert len(mine) == 200  # every request recorded once, served or refused
     recorded = sum(r["cost_usd"] for r in mine)
     assert recorded <= 0.05
