@@ -27,7 +27,8 @@ import httpx2
 
 from cascade_gateway.domain import ChatRequest, Completion, Delta, ToolCall, ToolCallDelta, Usage
 from cascade_gateway.errors import ProviderError
-from cascade_gateway.providers.openai import counted_usage, parse_retry_after
+from cascade_gateway.providers.http import parse_retry_after
+from cascade_gateway.providers.openai import counted_usage
 
 ANTHROPIC_ERRORS = (anthropic.AnthropicError, httpx2.HTTPError, json.JSONDecodeError)
 

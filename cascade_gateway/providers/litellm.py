@@ -13,19 +13,22 @@ fail fast instead. litellm's own retries are off: the gateway owns retries.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import Any
 
+import httpx
+import openai
+
 from cascade_gateway.domain import ChatRequest, Completion, Delta
-from cascade_gateway.providers.openai import (
-    OPENAI_ERRORS,
-    ChatChunkMapper,
-    chat_params,
-    completion_from_chat,
-    translate_openai_error,
-)
+from cascade_gateway.errors import ProviderError
+from cascade_gateway.providers.http import parse_retry_after
+from cascade_gateway.providers.openai import ChatChunkMapper, chat_params, completion_from_chat
+
+# What litellm raises: its exceptions subclass the openai SDK's, over httpx.
+OPENAI_ERRORS = (openai.OpenAIError, httpx.HTTPError, json.JSONDecodeError)
 
 # OpenAI request parameters litellm maps per provider, so they go to it as keyword arguments.
 # Anything else from `request.extra` travels in `extra_body`: litellm also takes endpoints and
@@ -72,6 +75,46 @@ def _import_litellm() -> ModuleType:
     # Its "Give Feedback / Get Help" banner on every error is noise in a server's output.
     litellm.suppress_debug_info = True
     return litellm
+
+
+def translate_openai_error(exc: Exception, provider: str) -> ProviderError:
+    """The gateway's `ProviderError` for an exception from the openai SDK (or litellm)."""
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+        if (disguised := _connection_failure(exc)) is not None:
+            return ProviderError(f"connection failed: {disguised}", provider=provider)
+        return ProviderError(f"timed out: {exc}", provider=provider, timed_out=True)
+    if isinstance(exc, openai.APIStatusError):
+        # litellm rebuilds the response without the upstream's headers and keeps them aside.
+        headers = getattr(exc, "litellm_response_headers", None) or exc.response.headers
+        return ProviderError(
+            exc.message,
+            provider=provider,
+            status=exc.status_code,
+            body=exc.body,
+            retry_after=parse_retry_after(headers),
+        )
+    if isinstance(exc, json.JSONDecodeError):
+        return ProviderError(f"malformed JSON from upstream: {exc}", provider=provider)
+    # Checked before APIError: litellm gives connection errors a made-up status of 500.
+    if isinstance(exc, openai.APIConnectionError | httpx.HTTPError):
+        return ProviderError(f"connection failed: {exc}", provider=provider)
+    if isinstance(exc, openai.APIError):
+        # An error frame inside a 200 stream has no status; litellm's APIError carries one.
+        status = getattr(exc, "status_code", None)
+        return ProviderError(exc.message, provider=provider, status=status, body=exc.body)
+    return ProviderError(str(exc) or type(exc).__name__, provider=provider)
+
+
+def _connection_failure(exc: BaseException) -> BaseException | None:
+    """The aiohttp connection error behind a "timeout", if that is what it is: the aiohttp
+    transport reports a refused or dropped connection as `httpx.ConnectTimeout`."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        kind = type(cause)
+        if kind.__module__.startswith("aiohttp") and "Timeout" not in kind.__name__:
+            return cause
+        cause = cause.__cause__
+    return None
 
 
 class LiteLLMProvider:

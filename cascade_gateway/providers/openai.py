@@ -1,9 +1,9 @@
 """The OpenAI chat-completions adapter, and the OpenAI wire mapping every adapter shares.
 
 Any OpenAI-compatible upstream (OpenAI, vLLM, Ollama, Together, ...) goes through
-`OpenAIProvider`. The helpers below (request parameters, response and chunk mapping, error
-translation, `retry-after` parsing, counted usage) are reused by the litellm adapter, whose
-responses are OpenAI-shaped, and in part by the Anthropic adapter.
+`OpenAIProvider`. The helpers below (request parameters, response and chunk mapping, counted
+usage) are reused by the litellm adapter, whose responses are OpenAI-shaped, and in part by the
+Anthropic adapter.
 
 Stream ordering, for every adapter: content deltas first, then exactly one final
 `Delta(finish_reason=..., usage=...)`. That last delta is the only one carrying a finish reason
@@ -13,15 +13,11 @@ reported none). A stream that ends before the upstream said why raises `Provider
 
 from __future__ import annotations
 
-import email.utils
 import json
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Iterable
+from contextlib import aclosing
 from typing import Any
-
-import httpx
-import openai
 
 from cascade_gateway import tokens
 from cascade_gateway.domain import (
@@ -34,79 +30,15 @@ from cascade_gateway.domain import (
     Usage,
 )
 from cascade_gateway.errors import ProviderError
+from cascade_gateway.providers.http import UpstreamClient
 
-# What the SDK (or the HTTP layer under it, mid-stream) raises. litellm's exceptions subclass
-# openai's, so the litellm adapter catches and translates the same tuple.
-OPENAI_ERRORS = (openai.OpenAIError, httpx.HTTPError, json.JSONDecodeError)
+OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 # Body keys the adapters set themselves; `request.extra` must not override them.
 _RESERVED = frozenset({"model", "messages", "stream", "stream_options"})
 
 # Finish reasons outside OpenAI's four: its legacy function calls, and what TGI sends.
 _FINISH_SYNONYMS = {"function_call": "tool_calls", "eos_token": "stop", "stop_sequence": "stop"}
-
-
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from `retry-after-ms`, or `retry-after` in seconds or as an HTTP date."""
-    if (millis := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def translate_openai_error(exc: Exception, provider: str) -> ProviderError:
-    """The gateway's `ProviderError` for an exception from the openai SDK (or litellm)."""
-    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
-        if (disguised := _connection_failure(exc)) is not None:
-            return ProviderError(f"connection failed: {disguised}", provider=provider)
-        return ProviderError(f"timed out: {exc}", provider=provider, timed_out=True)
-    if isinstance(exc, openai.APIStatusError):
-        # litellm rebuilds the response without the upstream's headers and keeps them aside.
-        headers = getattr(exc, "litellm_response_headers", None) or exc.response.headers
-        return ProviderError(
-            exc.message,
-            provider=provider,
-            status=exc.status_code,
-            body=exc.body,
-            retry_after=parse_retry_after(headers),
-        )
-    if isinstance(exc, json.JSONDecodeError):
-        return ProviderError(f"malformed JSON from upstream: {exc}", provider=provider)
-    # Checked before APIError: litellm gives connection errors a made-up status of 500.
-    if isinstance(exc, openai.APIConnectionError | httpx.HTTPError):
-        return ProviderError(f"connection failed: {exc}", provider=provider)
-    if isinstance(exc, openai.APIError):
-        # An error frame inside a 200 stream has no status; litellm's APIError carries one.
-        status = getattr(exc, "status_code", None)
-        return ProviderError(exc.message, provider=provider, status=status, body=exc.body)
-    return ProviderError(str(exc) or type(exc).__name__, provider=provider)
-
-
-def _connection_failure(exc: BaseException) -> BaseException | None:
-    """The aiohttp connection error behind a "timeout", if that is what it is: the aiohttp
-    transport reports a refused or dropped connection as `httpx.ConnectTimeout`."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        kind = type(cause)
-        if kind.__module__.startswith("aiohttp") and "Timeout" not in kind.__name__:
-            return cause
-        cause = cause.__cause__
-    return None
 
 
 def chat_params(request: ChatRequest) -> dict[str, Any]:
@@ -278,14 +210,20 @@ def _body(model: str, request: ChatRequest) -> dict[str, Any]:
     return {"model": model, "messages": request.messages, **chat_params(request)}
 
 
-class OpenAIProvider:
-    """An OpenAI-compatible upstream, through one pooled `openai.AsyncOpenAI` client.
+def error_message(body: Any) -> str | None:
+    """The message of an OpenAI-style error body, `{"error": {"message": ...}}`."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return error.get("message") or None
+    return error if isinstance(error, str) else None
 
-    The SDK never retries (`max_retries=0`): retrying and escalating are the gateway's job.
-    Calls go through the SDK's plain `post` with JSON in and dicts out: the SDK still signs,
-    sends, decodes SSE and turns error statuses into its exceptions, but skips validating the
-    body against its typed parameters and building typed response objects, which cost about a
-    millisecond per call and which the mapping below does not need.
+
+class OpenAIProvider:
+    """An OpenAI-compatible upstream (OpenAI, vLLM, Ollama, Together, ...), over one pooled
+    HTTP client (`providers/http.py`, which says why not the SDK).
+
+    Never retries: retrying and escalating are the gateway's job. An error event inside a
+    stream (`data: {"error": ...}`, as OpenAI and vLLM send) ends it with a `ProviderError`.
 
     Example:
         provider = OpenAIProvider("vllm", base_url="http://gpu-1:8000/v1", api_key=None)
@@ -302,61 +240,52 @@ class OpenAIProvider:
         connect_timeout_s: float = 5.0,
         max_connections: int = 1000,
         headers: dict[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.name = name
-        # Fail fast on an unreachable host (so the cascade can move on) but let generation run.
-        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, connect_timeout_s))
-        if http_client is None:
-            # aiohttp under the SDK's httpx interface: httpcore's pool walks every connection
-            # on every event, which measured as the gateway's largest cost under concurrency.
-            http_client = openai.DefaultAioHttpClient(
-                timeout=timeout,
-                limits=httpx.Limits(
-                    max_connections=max_connections, max_keepalive_connections=max_connections
-                ),
-            )
-        self._client = openai.AsyncOpenAI(
-            # Local servers (vLLM, Ollama) need no key, but the SDK refuses to start without one.
-            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "no-key",
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=0,
-            default_headers=headers,
-            http_client=http_client,
+        # Local servers (vLLM, Ollama) need no key.
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        auth = {"authorization": f"Bearer {key}"} if key else {}
+        self._http = UpstreamClient(
+            name,
+            base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL,
+            headers={**auth, **(headers or {})},
+            error_message=error_message,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            max_connections=max_connections,
         )
 
     async def complete(self, model: str, request: ChatRequest) -> Completion:
         """One non-streamed chat completion."""
-        try:
-            response = await self._client.post(
-                "/chat/completions", cast_to=object, body=_body(model, request)
-            )
-        except OPENAI_ERRORS as exc:
-            raise translate_openai_error(exc, self.name) from exc
+        response = await self._http.post_json("/chat/completions", _body(model, request))
         return completion_from_chat(response, request, model=model, provider=self.name)
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[Delta]:
         """Stream deltas; the last one carries finish_reason and usage (see the module doc)."""
         mapper = ChatChunkMapper(request, self.name)
         body = _body(model, request) | {"stream": True, "stream_options": {"include_usage": True}}
-        try:
-            chunks = await self._client.post(
-                "/chat/completions",
-                cast_to=object,
-                body=body,
-                stream=True,
-                stream_cls=openai.AsyncStream[object],
-            )
-            # Leaving this block early (the consumer closed us) closes the HTTP response.
-            async with chunks:
-                async for chunk in chunks:
-                    for delta in mapper.feed(chunk):
-                        yield delta
-        except OPENAI_ERRORS as exc:
-            raise translate_openai_error(exc, self.name) from exc
+        # Leaving this loop early (the consumer closed us) closes the HTTP response.
+        async with aclosing(self._http.post_events("/chat/completions", body)) as events:
+            async for event in events:
+                if event.data == "[DONE]":
+                    break
+                for delta in mapper.feed(self._chunk(event.data)):
+                    yield delta
         yield mapper.finish()
+
+    def _chunk(self, data: str) -> Any:
+        try:
+            chunk = json.loads(data)
+        except ValueError as exc:
+            raise ProviderError(
+                f"malformed JSON from upstream: {data[:200]!r}", provider=self.name
+            ) from exc
+        if isinstance(chunk, dict) and "error" in chunk:
+            message = error_message(chunk) or str(chunk["error"])
+            error = chunk["error"]
+            raise ProviderError(message, provider=self.name, body=error)
+        return chunk
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
-        await self._client.close()
+        await self._http.aclose()

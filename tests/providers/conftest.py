@@ -1,11 +1,9 @@
-"""Adapters wired to scripted upstreams: the real SDKs, with MockTransport as the network."""
+"""Adapters wired to scripted upstreams: real HTTP servers on 127.0.0.1."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx
-import httpx2
 import pytest
 
 from cascade_gateway.providers.anthropic import AnthropicProvider
@@ -14,35 +12,39 @@ from tests.providers.wire import FakeUpstream
 
 
 @pytest.fixture
-def openai_upstream() -> FakeUpstream:
-    return FakeUpstream(httpx)
+async def upstream() -> AsyncIterator[FakeUpstream]:
+    server = FakeUpstream()
+    await server.start()
+    yield server
+    await server.aclose()
+
+
+@pytest.fixture
+def openai_upstream(upstream: FakeUpstream) -> FakeUpstream:
+    return upstream
 
 
 @pytest.fixture
 async def openai_provider(openai_upstream: FakeUpstream) -> AsyncIterator[OpenAIProvider]:
     provider = OpenAIProvider(
         "openai-test",
-        base_url="https://api.openai.test/v1",
+        base_url=openai_upstream.url + "/v1",
         api_key="sk-test",
         headers={"x-team": "search"},
-        http_client=openai_upstream.client(),
     )
     yield provider
     await provider.aclose()
 
 
 @pytest.fixture
-def anthropic_upstream() -> FakeUpstream:
-    return FakeUpstream(httpx2)
+def anthropic_upstream(upstream: FakeUpstream) -> FakeUpstream:
+    return upstream
 
 
 @pytest.fixture
 async def anthropic_provider(anthropic_upstream: FakeUpstream) -> AsyncIterator[AnthropicProvider]:
     provider = AnthropicProvider(
-        "anthropic-test",
-        base_url="https://api.anthropic.test",
-        api_key="sk-ant-test",
-        http_client=anthropic_upstream.client(),
+        "anthropic-test", base_url=anthropic_upstream.url, api_key="sk-ant-test"
     )
     yield provider
     await provider.aclose()

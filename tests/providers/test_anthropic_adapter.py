@@ -1,11 +1,10 @@
-"""The Anthropic adapter against the Messages API wire format, through the real anthropic SDK."""
+"""The Anthropic adapter against the Messages API wire format, served over real HTTP."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import httpx2
 import pytest
 
 from cascade_gateway.domain import ChatRequest, Delta, ToolCall, ToolCallDelta
@@ -15,6 +14,7 @@ from tests.providers.wire import (
     ANTHROPIC_MODEL,
     MESSAGE_STOP,
     PING,
+    ByteStream,
     FakeUpstream,
     anthropic_error,
     anthropic_message,
@@ -22,10 +22,12 @@ from tests.providers.wire import (
     anthropic_usage,
     block_start,
     block_stop,
+    eventually,
     json_delta,
     message_delta,
     message_start,
     text_delta,
+    unused_port,
 )
 
 HELLO = ChatRequest(messages=[{"role": "user", "content": "Say hello"}])
@@ -391,7 +393,7 @@ async def test_closing_stream_early_aborts_the_response(
     anthropic_upstream: FakeUpstream, anthropic_provider: AnthropicProvider
 ) -> None:
     opening = anthropic_sse(message_start(10), block_start(0, {"type": "text", "text": ""}))
-    body = anthropic_upstream.byte_stream([opening] + [anthropic_sse(text_delta(0, "x"))] * 1000)
+    body = ByteStream([opening] + [anthropic_sse(text_delta(0, "x"))] * 1000, delay_s=0.01)
     anthropic_upstream.stream(body)
 
     stream = anthropic_provider.stream("claude-haiku-4-5", HELLO)
@@ -399,7 +401,7 @@ async def test_closing_stream_early_aborts_the_response(
         break
     await stream.aclose()  # type: ignore[attr-defined]
 
-    assert body.closed
+    assert await eventually(lambda: body.closed)
     assert body.read < 10
 
 
@@ -459,25 +461,24 @@ async def test_malformed_event_mid_stream_raises_provider_error(
     assert raised.value.status is None
 
 
-async def test_timeout_is_flagged_without_status(
-    anthropic_upstream: FakeUpstream, anthropic_provider: AnthropicProvider
-) -> None:
-    anthropic_upstream.fail(httpx2.ReadTimeout)
+async def test_timeout_is_flagged_without_status(anthropic_upstream: FakeUpstream) -> None:
+    anthropic_upstream.hang(seconds=5)
+    impatient = AnthropicProvider("p", base_url=anthropic_upstream.url, timeout_s=0.2)
 
     with pytest.raises(ProviderError) as raised:
-        await anthropic_provider.complete("claude-haiku-4-5", HELLO)
+        await impatient.complete("claude-haiku-4-5", HELLO)
+    await impatient.aclose()
 
     assert raised.value.timed_out
     assert raised.value.status is None
 
 
-async def test_connection_failure_has_no_status(
-    anthropic_upstream: FakeUpstream, anthropic_provider: AnthropicProvider
-) -> None:
-    anthropic_upstream.fail(httpx2.ConnectError)
+async def test_connection_failure_has_no_status() -> None:
+    provider = AnthropicProvider("p", base_url=f"http://127.0.0.1:{unused_port()}")
 
     with pytest.raises(ProviderError, match="connection") as raised:
-        await anthropic_provider.complete("claude-haiku-4-5", HELLO)
+        await provider.complete("claude-haiku-4-5", HELLO)
+    await provider.aclose()
 
     assert raised.value.status is None
     assert not raised.value.timed_out

@@ -1,16 +1,19 @@
-"""Wire payloads as OpenAI and Anthropic send them, and a scripted upstream behind MockTransport.
-
-The openai SDK is built on httpx and the anthropic SDK on httpx2; `FakeUpstream` takes either
-module, so both adapters run their real SDK code against the same kind of fake.
-"""
+"""Wire payloads as OpenAI and Anthropic send them, and a scripted upstream that serves them
+over real HTTP on 127.0.0.1, so each adapter runs its real client code."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import socket
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from types import ModuleType
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
 
 # --- OpenAI chat completions -------------------------------------------------------------------
 
@@ -199,23 +202,55 @@ MESSAGE_STOP = {"type": "message_stop"}
 # --- The fake upstream -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Received:
+    """One request as the upstream saw it."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    content: bytes
+
+
+class ByteStream:
+    """A streamed body that records how many chunks it sent and whether the client left."""
+
+    def __init__(self, chunks: list[bytes], delay_s: float = 0.0) -> None:
+        self.chunks = chunks
+        self.delay_s = delay_s
+        self.read = 0
+        self.closed = False
+
+
 class FakeUpstream:
-    """Answers requests from a queue, through `MockTransport`; `requests` keeps what it received.
+    """A real HTTP server on 127.0.0.1 answering from a queue; `requests` keeps what it got.
 
     Example:
-        upstream = FakeUpstream(httpx)
         upstream.json({"choices": [...]})
-        provider = OpenAIProvider("p", ..., http_client=upstream.client())
+        provider = OpenAIProvider("p", base_url=upstream.url + "/v1", ...)
     """
 
-    def __init__(self, http: ModuleType) -> None:
-        self.http = http
-        self.requests: list[Any] = []
-        self._answers: deque[Callable[[Any], Any]] = deque()
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self._answers: deque[Callable[[web.Request], Awaitable[web.StreamResponse]]] = deque()
+        self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
+        self.url = ""
 
-    def client(self) -> Any:
-        """An AsyncClient of the right module whose every request reaches this upstream."""
-        return self.http.AsyncClient(transport=self.http.MockTransport(self._handle))
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def aclose(self) -> None:
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
 
     @property
     def body(self) -> dict[str, Any]:
@@ -223,45 +258,74 @@ class FakeUpstream:
         return json.loads(self.requests[-1].content)
 
     def json(self, body: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        self._answers.append(lambda _: self.http.Response(status, json=body, headers=headers))
+        async def answer(_: web.Request) -> web.StreamResponse:
+            return web.json_response(body, status=status, headers=headers)
+
+        self._answers.append(answer)
 
     def raw(self, content: bytes, status: int = 200, content_type: str = "text/html") -> None:
-        headers = {"content-type": content_type}
-        self._answers.append(lambda _: self.http.Response(status, content=content, headers=headers))
+        async def answer(_: web.Request) -> web.StreamResponse:
+            return web.Response(body=content, status=status, content_type=content_type)
+
+        self._answers.append(answer)
 
     def sse(self, payload: bytes) -> None:
-        self.stream(self.byte_stream([payload]))
+        self.stream(ByteStream([payload]))
 
-    def stream(self, stream: Any) -> None:
-        """Answer with a streamed body: an `AsyncByteStream` such as `byte_stream` makes."""
-        headers = {"content-type": "text/event-stream"}
-        self._answers.append(lambda _: self.http.Response(200, stream=stream, headers=headers))
+    def stream(self, body: ByteStream, *, then_drop: bool = False) -> None:
+        """Answer 200 with `body`'s chunks as an event stream; `then_drop` cuts the connection
+        after the last chunk instead of ending the response."""
 
-    def fail(self, error: type[Exception]) -> None:
-        """Raise `error` in the transport, as a network failure does."""
+        async def answer(request: web.Request) -> web.StreamResponse:
+            response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await response.prepare(request)
+            try:
+                for chunk in body.chunks:
+                    await response.write(chunk)
+                    body.read += 1
+                    await asyncio.sleep(body.delay_s)
+            except (ConnectionError, asyncio.CancelledError):
+                body.closed = True
+                raise
+            if then_drop:
+                assert request.transport is not None
+                request.transport.abort()
+                return response
+            await response.write_eof()
+            return response
 
-        def raise_error(request: Any) -> Any:
-            raise error("simulated", request=request)
+        self._answers.append(answer)
 
-        self._answers.append(raise_error)
+    def hang(self, seconds: float = 30.0) -> None:
+        """Accept the request and say nothing for `seconds`."""
 
-    def byte_stream(self, chunks: list[bytes]) -> Any:
-        """A streamed body that records how many chunks were read and whether it was closed."""
+        async def answer(_: web.Request) -> web.StreamResponse:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), seconds)
+            return web.Response(status=204)
 
-        class Tracked(self.http.AsyncByteStream):  # type: ignore[name-defined,misc]
-            read = 0
-            closed = False
+        self._answers.append(answer)
 
-            async def __aiter__(self) -> AsyncIterator[bytes]:
-                for chunk in chunks:
-                    self.read += 1
-                    yield chunk
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        content = await request.read()
+        self.requests.append(
+            Received(request.method, str(request.url), CIMultiDict(request.headers), content)
+        )
+        return await self._answers.popleft()(request)
 
-            async def aclose(self) -> None:
-                self.closed = True
 
-        return Tracked()
+def unused_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    def _handle(self, request: Any) -> Any:
-        self.requests.append(request)
-        return self._answers.popleft()(request)
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 2.0) -> bool:
+    """Whether `condition` holds within `timeout_s` (what a server notices takes a moment)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True

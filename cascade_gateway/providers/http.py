@@ -1,0 +1,196 @@
+"""The HTTP client under the SDK-free adapters: aiohttp, JSON in, JSON or SSE events out, and
+every failure as a `ProviderError`.
+
+Why not the vendors' SDKs: on the gateway's hot path the openai SDK's request machinery (its
+options, httpx's request and header models, then aiohttp under them) measured 0.50 ms of CPU
+per call against 0.13 ms for aiohttp alone — more than everything else the gateway does for a
+passed-through request. The wire formats are small and stable; this module is all the HTTP the
+adapters need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from cascade_gateway.errors import ProviderError
+
+# The upstream's error body -> a human message (each wire nests it differently).
+ErrorMessage = Callable[[Any], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class SseEvent:
+    """One server-sent event: its `event:` name (None if unnamed) and its joined `data:`."""
+
+    event: str | None
+    data: str
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from `retry-after-ms`, or `retry-after` in seconds or as an HTTP date."""
+    if (millis := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class UpstreamClient:
+    """A pooled HTTP client for one upstream account.
+
+    `timeout_s` bounds each wait for data (as the SDKs' read timeout does), not the whole
+    call: the gateway's own deadlines (`timeouts.first_token_s`, `total_s`) cut calls short.
+
+    Example:
+        client = UpstreamClient("openai", "https://api.openai.com/v1", headers={...})
+        body = await client.post_json("/chat/completions", {...})
+        async for event in client.post_events("/chat/completions", {...}): ...
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str],
+        error_message: ErrorMessage,
+        timeout_s: float = 600,
+        connect_timeout_s: float = 5.0,
+        max_connections: int = 1000,
+    ) -> None:
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"content-type": "application/json", **headers}
+        self._error_message = error_message
+        connect = min(timeout_s, connect_timeout_s)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect, sock_connect=connect, sock_read=timeout_s
+        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def post_json(self, path: str, body: Mapping[str, Any]) -> Any:
+        """POST `body`; the decoded JSON answer."""
+        try:
+            async with self._post(path, body, accept="application/json") as response:
+                payload = await response.read()
+                if response.status >= 400:
+                    raise self._status_error(response.status, response.headers, payload)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._transport_error(exc) from exc
+        try:
+            return json.loads(payload)
+        except ValueError as exc:
+            raise ProviderError(
+                f"upstream answered with something other than JSON: {payload[:200]!r}",
+                provider=self.provider,
+            ) from exc
+
+    async def post_events(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[SseEvent]:
+        """POST `body` and yield the server-sent events of the answer.
+
+        Closing the iterator early closes the connection, which aborts the upstream call.
+        """
+        try:
+            async with self._post(path, body, accept="text/event-stream") as response:
+                if response.status >= 400:
+                    payload = await response.read()
+                    raise self._status_error(response.status, response.headers, payload)
+                async for event in _events(response.content):
+                    yield event
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._transport_error(exc) from exc
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _post(self, path: str, body: Mapping[str, Any], accept: str) -> Any:
+        if self._session is None:
+            # Made on first use: an aiohttp session belongs to the running event loop.
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0),
+                timeout=self._timeout,
+                headers=self._headers,
+                skip_auto_headers=("user-agent",),
+            )
+        return self._session.post(
+            self.base_url + path,
+            data=json.dumps(body, separators=(",", ":")).encode(),
+            headers={"accept": accept},
+        )
+
+    def _status_error(
+        self, status: int, headers: Mapping[str, str], payload: bytes
+    ) -> ProviderError:
+        try:
+            parsed: Any = json.loads(payload)
+        except ValueError:
+            parsed = None
+        text = payload[:500].decode("utf-8", "replace").strip()
+        message = (self._error_message(parsed) if parsed is not None else None) or text
+        return ProviderError(
+            f"HTTP {status}: {message}" if message else f"HTTP {status}",
+            provider=self.provider,
+            status=status,
+            body=parsed.get("error", parsed) if isinstance(parsed, dict) else parsed,
+            retry_after=parse_retry_after(headers),
+        )
+
+    def _transport_error(self, exc: BaseException) -> ProviderError:
+        # aiohttp's connection timeouts subclass both TimeoutError and ClientError.
+        if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+            return ProviderError(
+                f"timed out: {exc or type(exc).__name__}", provider=self.provider, timed_out=True
+            )
+        return ProviderError(f"connection failed: {exc}", provider=self.provider)
+
+
+async def _events(content: aiohttp.StreamReader) -> AsyncIterator[SseEvent]:
+    """Server-sent events from a byte stream (the WHATWG rules: `data:` lines join with
+    newlines, a blank line ends an event, lines starting with `:` are comments)."""
+    buffer = b""
+    name: str | None = None
+    data: list[str] = []
+    async for chunk in content.iter_any():
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            line = raw.rstrip(b"\r").decode("utf-8")
+            if not line:
+                if data:
+                    yield SseEvent(name, "\n".join(data))
+                name, data = None, []
+                continue
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "data":
+                data.append(value)
+            elif field == "event":
+                name = value
+    # An event the stream ended in the middle of is dropped, as the SSE rules say: the adapters
+    # then see a stream that ended before it said why, and report that.
