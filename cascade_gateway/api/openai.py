@@ -6,10 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from cascade_gateway.api import protocol, serving
 from cascade_gateway.api.auth import CallerDep, authenticate
 from cascade_gateway.api.deps import EngineDep, get_request_id, get_services
+from cascade_gateway.api.errors import gateway_error_response
+from cascade_gateway.errors import GatewayError
 
 router = APIRouter(prefix="/v1")
 
@@ -36,6 +39,17 @@ async def chat_completions(request: Request) -> Response:
 
 
 router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
+
+
+async def chat_completions_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+    """`chat_completions` as a bare ASGI app, for the app's hot path (`app.GatewayApp`): it
+    renders gateway errors itself, as the app's exception handlers would."""
+    request = Request(scope, receive)
+    try:
+        response = await chat_completions(request)
+    except GatewayError as exc:
+        response = gateway_error_response(exc)
+    await response(scope, receive, send)
 
 
 @router.get("/models")
