@@ -47,9 +47,12 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # Whether uvicorn's access log reaches the root handler is uvicorn's `access_log` setting
+    # (off by default: the request line says more); only its own handlers go.
+    logging.getLogger("uvicorn.access").handlers[:] = []
     # The SDKs' clients log every upstream call at INFO; the request line already says it all.
     for name in ("httpx", "httpx2", "openai", "anthropic", "LiteLLM"):
         logging.getLogger(name).setLevel(logging.WARNING)

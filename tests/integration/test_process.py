@@ -1,7 +1,9 @@
-"""A real gateway process: metrics summed over two workers, and a drain on a real SIGTERM."""
+"""A real gateway process: metrics summed over two workers, its log lines, and a drain on a
+real SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import threading
@@ -87,3 +89,21 @@ def test_sigterm_drains_in_flight_requests_then_exits_zero(upstream, tmp_path: P
     assert refused.json()["error"]["code"] == "draining"
     assert results == {"plain-0": GOOD, "plain-1": GOOD, "stream": "slow stream " * 20}
     assert exit_code == 0
+
+
+def test_each_request_is_logged_once_as_json_and_uvicorns_access_log_stays_off(
+    upstream, tmp_path: Path
+):
+    upstream.add(Rule(model="draft-model", reply=Reply(text=GOOD)))
+    raw = config_dict(base_url=f"{upstream.url}/v1")
+
+    with gateway_process(raw, tmp_path, "--log-level", "info", "--workers", "2") as (url, proc):
+        for _ in range(3):
+            body = {"model": "default", "messages": QUESTION}
+            assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 200
+    lines = [json.loads(line) for line in proc.stderr.read().splitlines() if line.startswith("{")]
+
+    served = [line for line in lines if line.get("path") == "/v1/chat/completions"]
+    assert len(served) == 3
+    assert {line["logger"] for line in served} == {"cascade_gateway.access"}
+    assert not [line for line in lines if line["logger"] == "uvicorn.access"]
