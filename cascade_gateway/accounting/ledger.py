@@ -16,7 +16,7 @@ import csv
 import io
 import json
 import logging
-import uuid
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,7 +74,7 @@ class _Entry:
 
 
 def _entry(trace: Trace) -> _Entry:
-    ledger_id = uuid.uuid4().hex
+    ledger_id = f"{random.getrandbits(128):032x}"  # unique, not secret: no system call
     request = {
         "id": ledger_id,
         "request_id": trace.request_id,
