@@ -16,8 +16,9 @@
         │                         refused to make it (circuit open, overloaded)
         └── NoUpstreamAnswered    every tier and fallback failed: the calls' worst status
 
-Provider adapters translate their SDK's exceptions into `ProviderError` where they enter, so no
-SDK exception type leaks past `cascade_gateway.providers`.
+Provider adapters raise only `ProviderError` (the litellm adapter translates litellm's
+exceptions where they enter), so no client library's exception type leaks past
+`cascade_gateway.providers`.
 """
 
 from __future__ import annotations

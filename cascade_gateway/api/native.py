@@ -14,7 +14,6 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from cascade_gateway.api import serving, sse
 from cascade_gateway.api.auth import Caller, CallerDep
@@ -81,7 +80,7 @@ async def query(
     }
 
 
-@router.get("/query/stream")
+@router.get("/query/stream", response_model=None)
 async def query_stream(
     services: ServicesDep,
     caller: CallerDep,
@@ -91,7 +90,7 @@ async def query_stream(
     temperature: float | None = Query(default=None, ge=0, le=2),
     cascade: str | None = None,
     force_direct: bool = False,
-) -> EventSourceResponse:
+) -> sse.EventStream:
     """Stream the cascade as it runs: draft tokens, the decision, kept tokens, then `done`."""
     run = await _admit(services, caller, request_id, cascade, force_direct)
     request = _chat(query, None, max_tokens, temperature)
@@ -99,7 +98,7 @@ async def query_stream(
     return sse.response(_typed_events(events), headers={"x-cascade-route": run.route.name})
 
 
-async def _typed_events(events: AsyncIterator[Any]) -> AsyncIterator[ServerSentEvent]:
+async def _typed_events(events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
     async with aclosing(events):
         try:
             async for event in events:

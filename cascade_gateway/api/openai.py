@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from cascade_gateway.api import protocol, serving
+from cascade_gateway.api import protocol, serving, sse
 from cascade_gateway.api.auth import CallerDep, authenticate
 from cascade_gateway.api.deps import EngineDep, get_request_id, get_services
 from cascade_gateway.api.errors import gateway_error_response
@@ -17,7 +17,7 @@ from cascade_gateway.errors import GatewayError
 router = APIRouter(prefix="/v1")
 
 
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(request: Request) -> Response | sse.EventStream:
     """Create a chat completion through a cascade (or one model, named directly).
 
     A plain Starlette endpoint rather than a FastAPI one: it reads and validates its own body,

@@ -14,7 +14,6 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from sse_starlette import ServerSentEvent
 
 from cascade_gateway import tokens
 from cascade_gateway.api import protocol, sse
@@ -166,7 +165,9 @@ async def complete(
     return JSONResponse(body, headers=trace_headers(result.trace))
 
 
-async def stream(run: Run, chat: protocol.ChatCompletionRequest, request: ChatRequest) -> Response:
+async def stream(
+    run: Run, chat: protocol.ChatCompletionRequest, request: ChatRequest
+) -> sse.EventStream:
     """A streamed chat completion: held until the first kept token, then SSE."""
     route = run.route
     request_id = run.request_id
@@ -196,7 +197,7 @@ async def _frames(
     first: Output | Finished,
     events: AsyncIterator[CascadeEvent],
     log_content: ChatRequest | None,
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[bytes]:
     async with aclosing(events):
         yield sse.frame(writer.role())
         # The finishing chunk waits for the trace so it can carry the cost summary.

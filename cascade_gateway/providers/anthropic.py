@@ -13,6 +13,10 @@ Mapping decisions, where the two APIs differ:
 - A message this API cannot take (an image that is not a URL or base64 data URL, tool-call
   arguments that are not a JSON object) raises `ProviderError` with status 400 before any call,
   so the cascade can try a tier that can.
+
+The transport is `providers/http.py` (aiohttp), not the anthropic SDK: the SDK's request
+machinery cost several times aiohttp's CPU per call on the gateway's hot path, and the wire is
+small (POST `/v1/messages`, JSON or server-sent events back).
 """
 
 from __future__ import annotations
@@ -20,17 +24,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
-
-import anthropic
-import httpx2
 
 from cascade_gateway.domain import ChatRequest, Completion, Delta, ToolCall, ToolCallDelta, Usage
 from cascade_gateway.errors import ProviderError
-from cascade_gateway.providers.http import parse_retry_after
+from cascade_gateway.providers.http import UpstreamClient
 from cascade_gateway.providers.openai import counted_usage
 
-ANTHROPIC_ERRORS = (anthropic.AnthropicError, httpx2.HTTPError, json.JSONDecodeError)
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+
+ANTHROPIC_VERSION = "2023-06-01"
+"""The Messages API version every request names (`anthropic-version`)."""
 
 DEFAULT_MAX_TOKENS = 4096
 """Sent when the request sets no `max_tokens`, which Anthropic requires."""
@@ -230,8 +235,10 @@ def messages_body(request: ChatRequest) -> dict[str, Any]:
 
 def _reported_counts(raw: Any) -> dict[str, int]:
     """The token counts an Anthropic usage object reports (absent or null ones left out)."""
+    if not isinstance(raw, dict):
+        return {}
     fields = (*_INPUT_COUNTS, "output_tokens")
-    return {field: value for field in fields if (value := getattr(raw, field, None)) is not None}
+    return {field: value for field in fields if (value := raw.get(field)) is not None}
 
 
 def _usage(counts: dict[str, int]) -> Usage:
@@ -245,31 +252,22 @@ def _finish_reason(stop_reason: str | None) -> str:
     return _STOP_REASONS.get(stop_reason or "", "stop")
 
 
-def translate_anthropic_error(exc: Exception, provider: str) -> ProviderError:
-    """The gateway's `ProviderError` for an exception from the anthropic SDK."""
-    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
-        return ProviderError(f"timed out: {exc}", provider=provider, timed_out=True)
-    if isinstance(exc, anthropic.APIStatusError):
-        status: int | None = exc.status_code
-        if status is not None and status < 400:  # an error event inside a 200 stream
-            error = exc.body.get("error") if isinstance(exc.body, dict) else None
-            status = _ERROR_TYPE_STATUS.get(error.get("type")) if isinstance(error, dict) else None
-        return ProviderError(
-            exc.message,
-            provider=provider,
-            status=status,
-            body=exc.body,
-            retry_after=parse_retry_after(exc.response.headers),
-        )
-    if isinstance(exc, json.JSONDecodeError):
-        return ProviderError(f"malformed JSON from upstream: {exc}", provider=provider)
-    if isinstance(exc, anthropic.APIConnectionError | httpx2.HTTPError):
-        return ProviderError(f"connection failed: {exc}", provider=provider)
-    return ProviderError(str(exc) or type(exc).__name__, provider=provider)
+def error_message(body: Any) -> str | None:
+    """The message of an Anthropic error body, `{"type": "error", "error": {"message": ...}}`."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return error.get("message") or None
+    return error if isinstance(error, str) else None
+
+
+def _whole_error_body(body: Any) -> Any:
+    # Anthropic's error body carries `request_id` beside `error`: `ProviderError.body` keeps all.
+    return body
 
 
 class _EventMapper:
-    """Turns raw Messages stream events into `Delta`s; `finish()` gives the closing one."""
+    """Turns Messages stream events (their parsed JSON) into `Delta`s; `finish()` gives the
+    closing one."""
 
     def __init__(self, request: ChatRequest, provider: str) -> None:
         self._request = request
@@ -284,23 +282,25 @@ class _EventMapper:
         self._text: list[str] = []
         self._tool_calls: list[ToolCallDelta] = []
 
-    def feed(self, event: Any) -> Delta | None:
+    def feed(self, event: dict[str, Any]) -> Delta | None:
         """The delta worth yielding for one event, if any."""
-        kind = getattr(event, "type", None)
+        kind = event.get("type")
         if kind == "message_start":
-            self._counts.update(_reported_counts(event.message.usage))
+            self._counts.update(_reported_counts((event.get("message") or {}).get("usage")))
         elif kind == "content_block_start":
-            return self._produced(self._block_start(event.index, event.content_block))
+            block = event.get("content_block") or {}
+            return self._produced(self._block_start(event.get("index"), block))
         elif kind == "content_block_delta":
-            return self._produced(self._block_delta(event.index, event.delta))
+            delta = event.get("delta") or {}
+            return self._produced(self._block_delta(event.get("index"), delta))
         elif kind == "content_block_stop":
-            ordinal = self._tool_ordinals.get(event.index)
+            ordinal = self._tool_ordinals.get(event.get("index"))
             # OpenAI always sends arguments; a tool called with no input streams none at all.
             if ordinal is not None and ordinal not in self._tools_with_arguments:
                 return self._produced(Delta(tool_calls=(ToolCallDelta(ordinal, arguments="{}"),)))
         elif kind == "message_delta":
-            self._stop_reason = event.delta.stop_reason
-            self._counts.update(_reported_counts(event.usage))
+            self._stop_reason = (event.get("delta") or {}).get("stop_reason")
+            self._counts.update(_reported_counts(event.get("usage")))
         elif kind == "message_stop":
             self._stopped = True
         return None
@@ -311,21 +311,24 @@ class _EventMapper:
             self._tool_calls.extend(delta.tool_calls)
         return delta
 
-    def _block_start(self, index: int, block: Any) -> Delta | None:
-        if block.type == "tool_use":
+    def _block_start(self, index: Any, block: dict[str, Any]) -> Delta | None:
+        kind = block.get("type")
+        if kind == "tool_use":
             ordinal = self._tool_ordinals[index] = len(self._tool_ordinals)
-            return Delta(tool_calls=(ToolCallDelta(ordinal, id=block.id, name=block.name),))
-        if block.type == "text" and block.text:
-            return Delta(text=block.text)
+            call = ToolCallDelta(ordinal, id=block.get("id"), name=block.get("name"))
+            return Delta(tool_calls=(call,))
+        if kind == "text" and (text := block.get("text")):
+            return Delta(text=text)
         return None
 
-    def _block_delta(self, index: int, delta: Any) -> Delta | None:
-        if delta.type == "text_delta":
-            return Delta(text=delta.text)
+    def _block_delta(self, index: Any, delta: dict[str, Any]) -> Delta | None:
+        kind = delta.get("type")
+        if kind == "text_delta":
+            return Delta(text=delta.get("text") or "")
         ordinal = self._tool_ordinals.get(index)
-        if delta.type == "input_json_delta" and ordinal is not None and delta.partial_json:
+        if kind == "input_json_delta" and ordinal is not None and delta.get("partial_json"):
             self._tools_with_arguments.add(ordinal)
-            return Delta(tool_calls=(ToolCallDelta(ordinal, arguments=delta.partial_json),))
+            return Delta(tool_calls=(ToolCallDelta(ordinal, arguments=delta["partial_json"]),))
         return None  # thinking and signature deltas are not part of the answer
 
     def finish(self) -> Delta:
@@ -341,11 +344,14 @@ class _EventMapper:
 
 
 class AnthropicProvider:
-    """Anthropic's Messages API, through one pooled `anthropic.AsyncAnthropic` client.
+    """Anthropic's Messages API, over one pooled HTTP client (`providers/http.py`, which says
+    why not the SDK).
 
-    The SDK never retries (`max_retries=0`): retrying and escalating are the gateway's job.
-    The anthropic SDK is built on `httpx2`, so an injected `http_client` is an
-    `httpx2.AsyncClient`.
+    Never retries: retrying and escalating are the gateway's job. Sends `x-api-key` (from
+    `api_key`, else `ANTHROPIC_API_KEY`; none without either, so a keyless upstream such as a
+    local proxy still works and a real one answers 401) and `anthropic-version`. An `error`
+    event inside a stream ends it with a `ProviderError` carrying the status Anthropic
+    documents for its error type.
 
     Example:
         provider = AnthropicProvider("anthropic", base_url=None, api_key=key)
@@ -362,32 +368,24 @@ class AnthropicProvider:
         connect_timeout_s: float = 5.0,
         max_connections: int = 1000,
         headers: dict[str, str] | None = None,
-        http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         self.name = name
-        # Fail fast on an unreachable host (so the cascade can move on) but let generation run.
-        timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, connect_timeout_s))
-        if http_client is None:
-            http_client = anthropic.DefaultAsyncHttpxClient(
-                timeout=timeout,
-                limits=httpx2.Limits(
-                    max_connections=max_connections, max_keepalive_connections=max_connections
-                ),
-            )
-        self._client = anthropic.AsyncAnthropic(
-            # Like the openai adapter: a keyless upstream (a local proxy) still gets a request,
-            # and a real one answers 401, which reaches the client as an upstream error.
-            api_key=api_key or os.environ.get("ANTHROPIC_API_KEY") or "no-key",
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=0,
-            default_headers=headers,
-            http_client=http_client,
+        key = api_key or os.environ.get("ANTHROPIC_API_KEY")
+        auth = {"x-api-key": key} if key else {}
+        self._http = UpstreamClient(
+            name,
+            base_url or os.environ.get("ANTHROPIC_BASE_URL") or ANTHROPIC_BASE_URL,
+            headers={**auth, "anthropic-version": ANTHROPIC_VERSION, **(headers or {})},
+            error_message=error_message,
+            error_body=_whole_error_body,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            max_connections=max_connections,
         )
 
-    def _body(self, request: ChatRequest) -> dict[str, Any]:
+    def _body(self, model: str, request: ChatRequest) -> dict[str, Any]:
         try:
-            return messages_body(request)
+            return {"model": model, **messages_body(request)}
         except (ValueError, TypeError, AttributeError) as exc:
             # Malformed or unsupported messages: this upstream would refuse them, another may not.
             raise ProviderError(
@@ -396,58 +394,72 @@ class AnthropicProvider:
 
     async def complete(self, model: str, request: ChatRequest) -> Completion:
         """One non-streamed Messages call."""
-        body = self._body(request)
-        try:
-            message = await self._client.messages.create(
-                model=model,
-                max_tokens=body.pop("max_tokens"),
-                messages=body.pop("messages"),
-                extra_body=body,
-            )
-        except ANTHROPIC_ERRORS as exc:
-            raise translate_anthropic_error(exc, self.name) from exc
-        content = getattr(message, "content", None)
+        message = await self._http.post_json("/v1/messages", self._body(model, request))
+        content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, list):
             raise ProviderError(
                 f"upstream answered without content: {str(message)[:200]!r}", provider=self.name
             )
-        text = "".join(block.text for block in content if block.type == "text")
+        blocks = [block for block in content if isinstance(block, dict)]
+        text = "".join(block.get("text") or "" for block in blocks if block.get("type") == "text")
         tool_calls = [
-            ToolCall(id=block.id, name=block.name, arguments=json.dumps(block.input))
-            for block in content
-            if block.type == "tool_use"
+            ToolCall(
+                id=block.get("id") or "",
+                name=block.get("name") or "",
+                arguments=json.dumps(block.get("input", {})),
+            )
+            for block in blocks
+            if block.get("type") == "tool_use"
         ]
-        counts = _reported_counts(getattr(message, "usage", None))
+        counts = _reported_counts(message.get("usage"))
         usage = _usage(counts) if counts else counted_usage(request, text, tool_calls)
         return Completion(
             text=text,
-            finish_reason=_finish_reason(message.stop_reason),
+            finish_reason=_finish_reason(message.get("stop_reason")),
             usage=usage,
-            model=getattr(message, "model", None) or model,
+            model=message.get("model") or model,
             tool_calls=tool_calls,
         )
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[Delta]:
         """Stream deltas; the last one carries finish_reason and usage."""
-        body = self._body(request)
+        body = self._body(model, request) | {"stream": True}
         mapper = _EventMapper(request, self.name)
-        try:
-            events = await self._client.messages.create(
-                model=model,
-                max_tokens=body.pop("max_tokens"),
-                messages=body.pop("messages"),
-                stream=True,
-                extra_body=body,
-            )
-            # Leaving this block early (the consumer closed us) closes the HTTP response.
-            async with events:
-                async for event in events:
-                    if (delta := mapper.feed(event)) is not None:
-                        yield delta
-        except ANTHROPIC_ERRORS as exc:
-            raise translate_anthropic_error(exc, self.name) from exc
+        # Leaving this loop early (the consumer closed us) closes the HTTP response.
+        async with aclosing(self._http.post_events("/v1/messages", body)) as events:
+            async for event in events:
+                if event.event == "ping":
+                    continue
+                data = self._event(event.data)
+                if event.event == "error" or data.get("type") == "error":
+                    raise self._error_event(data)
+                if (delta := mapper.feed(data)) is not None:
+                    yield delta
         yield mapper.finish()
+
+    def _event(self, data: str) -> dict[str, Any]:
+        try:
+            event = json.loads(data)
+        except ValueError as exc:
+            raise ProviderError(
+                f"malformed JSON from upstream: {data[:200]!r}", provider=self.name
+            ) from exc
+        if not isinstance(event, dict):
+            raise ProviderError(
+                f"malformed event from upstream: {data[:200]!r}", provider=self.name
+            )
+        return event
+
+    def _error_event(self, data: dict[str, Any]) -> ProviderError:
+        error = data.get("error")
+        kind = error.get("type") if isinstance(error, dict) else None
+        return ProviderError(
+            error_message(data) or str(data)[:500],
+            provider=self.name,
+            status=_ERROR_TYPE_STATUS.get(kind) if isinstance(kind, str) else None,
+            body=data,
+        )
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
-        await self._client.close()
+        await self._http.aclose()

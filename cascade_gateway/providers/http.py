@@ -24,6 +24,13 @@ from cascade_gateway.errors import ProviderError
 
 # The upstream's error body -> a human message (each wire nests it differently).
 ErrorMessage = Callable[[Any], str | None]
+# The upstream's error body -> what `ProviderError.body` keeps.
+ErrorBody = Callable[[Any], Any]
+
+
+def inner_error(body: Any) -> Any:
+    """`body["error"]` if there is one (OpenAI's error object), else the whole body."""
+    return body.get("error", body) if isinstance(body, dict) else body
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,7 @@ class UpstreamClient:
         *,
         headers: Mapping[str, str],
         error_message: ErrorMessage,
+        error_body: ErrorBody = inner_error,
         timeout_s: float = 600,
         connect_timeout_s: float = 5.0,
         max_connections: int = 1000,
@@ -84,6 +92,7 @@ class UpstreamClient:
         self.base_url = base_url.rstrip("/")
         self._headers = {"content-type": "application/json", **headers}
         self._error_message = error_message
+        self._error_body = error_body
         connect = min(timeout_s, connect_timeout_s)
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=connect, sock_connect=connect, sock_read=timeout_s
@@ -157,7 +166,7 @@ class UpstreamClient:
             f"HTTP {status}: {message}" if message else f"HTTP {status}",
             provider=self.provider,
             status=status,
-            body=parsed.get("error", parsed) if isinstance(parsed, dict) else parsed,
+            body=self._error_body(parsed) if parsed is not None else None,
             retry_after=parse_retry_after(headers),
         )
 

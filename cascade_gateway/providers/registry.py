@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from cascade_gateway.providers.anthropic import AnthropicProvider
 from cascade_gateway.providers.base import Provider
+from cascade_gateway.providers.openai import OpenAIProvider
 
 ProviderKind = Literal["openai", "anthropic", "litellm"]
 
@@ -28,13 +30,8 @@ def build_provider(
     Example:
         provider = build_provider("openai", "openai", base_url=None, api_key=key)
     """
-    # Each SDK is imported only when a provider of its kind is configured: they cost tens of
-    # MB per worker and most of start-up time.
     if kind in ("openai", "anthropic"):
-        if kind == "openai":
-            from cascade_gateway.providers.openai import OpenAIProvider as adapter
-        else:
-            from cascade_gateway.providers.anthropic import AnthropicProvider as adapter
+        adapter = OpenAIProvider if kind == "openai" else AnthropicProvider
         return adapter(
             name,
             base_url=base_url,
@@ -45,6 +42,7 @@ def build_provider(
             headers=headers,
         )
     if kind == "litellm":
+        # Imported only when configured: litellm costs seconds and hundreds of MB per worker.
         from cascade_gateway.providers.litellm import LiteLLMProvider
 
         return LiteLLMProvider(

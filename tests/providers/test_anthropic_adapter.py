@@ -256,6 +256,74 @@ async def test_unsupported_content_raises_400_without_calling_upstream(
     assert anthropic_upstream.requests == []
 
 
+async def test_request_goes_to_base_url_with_key_version_and_headers(
+    anthropic_upstream: FakeUpstream,
+) -> None:
+    provider = AnthropicProvider(
+        "p", base_url=anthropic_upstream.url + "/", api_key="sk-ant-test", headers={"x-team": "s"}
+    )
+    anthropic_upstream.json(OK)
+
+    await provider.complete("claude-haiku-4-5", HELLO)
+    await provider.aclose()
+
+    sent = anthropic_upstream.requests[-1]
+    assert (sent.method, sent.url) == ("POST", f"{anthropic_upstream.url}/v1/messages")
+    assert sent.headers["x-api-key"] == "sk-ant-test"
+    assert sent.headers["anthropic-version"] == "2023-06-01"
+    assert sent.headers["x-team"] == "s"
+    assert sent.headers["content-type"] == "application/json"
+    assert "authorization" not in sent.headers
+    assert anthropic_upstream.body["model"] == "claude-haiku-4-5"
+    assert "stream" not in anthropic_upstream.body
+
+
+async def test_stream_request_asks_for_a_stream(
+    anthropic_upstream: FakeUpstream, anthropic_provider: AnthropicProvider
+) -> None:
+    anthropic_upstream.sse(
+        anthropic_sse(message_start(10), message_delta("end_turn", 1), MESSAGE_STOP)
+    )
+
+    await collect(anthropic_provider)
+
+    assert anthropic_upstream.body["stream"] is True
+    assert anthropic_upstream.body["model"] == "claude-haiku-4-5"
+    assert anthropic_upstream.requests[-1].headers["accept"] == "text/event-stream"
+
+
+async def test_key_and_base_url_come_from_the_environment(
+    anthropic_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-env")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", anthropic_upstream.url)
+    provider = AnthropicProvider("p")
+    anthropic_upstream.json(OK)
+
+    await provider.complete("claude-haiku-4-5", HELLO)
+    await provider.aclose()
+
+    sent = anthropic_upstream.requests[-1]
+    assert sent.url == f"{anthropic_upstream.url}/v1/messages"
+    assert sent.headers["x-api-key"] == "sk-ant-env"
+
+
+async def test_keyless_upstream_gets_a_request_without_a_key(
+    anthropic_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    provider = AnthropicProvider("local", base_url=anthropic_upstream.url, api_key=None)
+    anthropic_upstream.json(OK)
+
+    completion = await provider.complete("claude-haiku-4-5", HELLO)
+    await provider.aclose()
+
+    assert completion.text == "Hi"
+    sent = anthropic_upstream.requests[-1]
+    assert "x-api-key" not in sent.headers
+    assert "authorization" not in sent.headers
+
+
 # --- responses ---------------------------------------------------------------------------------
 
 
@@ -457,6 +525,44 @@ async def test_malformed_event_mid_stream_raises_provider_error(
 
     with pytest.raises(ProviderError, match="malformed") as raised:
         await collect(anthropic_provider)
+
+    assert raised.value.status is None
+
+
+async def test_rate_limit_on_stream_open_raises_on_first_iteration(
+    anthropic_upstream: FakeUpstream, anthropic_provider: AnthropicProvider
+) -> None:
+    error = anthropic_error("rate_limit_error", "slow down")
+    anthropic_upstream.json(error, status=429, headers={"retry-after": "3"})
+
+    with pytest.raises(ProviderError, match="slow down") as raised:
+        await collect(anthropic_provider)
+
+    assert (raised.value.status, raised.value.retry_after) == (429, 3.0)
+    assert raised.value.body == error
+
+
+async def test_error_event_keeps_the_whole_event_as_body(
+    anthropic_upstream: FakeUpstream, anthropic_provider: AnthropicProvider
+) -> None:
+    error = anthropic_error("rate_limit_error", "slow down")
+    anthropic_upstream.sse(anthropic_sse(message_start(10), error))
+
+    with pytest.raises(ProviderError, match="slow down") as raised:
+        await collect(anthropic_provider)
+
+    assert raised.value.status == 429
+    assert raised.value.body == error
+
+
+@pytest.mark.parametrize("answer", [b"<html>bad gateway</html>", b'{"type": "message"}'])
+async def test_answer_without_content_raises_provider_error(
+    anthropic_upstream: FakeUpstream, anthropic_provider: AnthropicProvider, answer: bytes
+) -> None:
+    anthropic_upstream.raw(answer)
+
+    with pytest.raises(ProviderError) as raised:
+        await anthropic_provider.complete("claude-haiku-4-5", HELLO)
 
     assert raised.value.status is None
 

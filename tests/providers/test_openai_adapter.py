@@ -450,3 +450,17 @@ def test_parse_retry_after_reads_an_http_date() -> None:
     seconds = parse_retry_after({"retry-after": when})
 
     assert seconds is not None and 28 <= seconds <= 30
+
+
+async def test_a_local_server_gets_requests_without_a_key(
+    openai_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    openai_upstream.json(openai_completion({"content": "Hi"}, usage=openai_usage(1, 1)))
+    provider = OpenAIProvider("ollama", base_url=openai_upstream.url + "/v1", api_key=None)
+
+    completion = await provider.complete("llama3", HELLO)
+    await provider.aclose()
+
+    assert completion.text == "Hi"
+    assert "authorization" not in openai_upstream.requests[-1].headers

@@ -20,18 +20,6 @@ async def test_build_provider_returns_the_adapter_for_its_kind(kind: str, adapte
     await provider.aclose()
 
 
-async def test_openai_provider_needs_no_api_key_for_local_servers(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-
-    provider = build_provider(
-        "ollama", "openai", base_url="http://127.0.0.1:11434/v1", api_key=None
-    )
-
-    await provider.aclose()
-
-
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown provider kind"):
         build_provider("x", "cohere", api_key="k")  # type: ignore[arg-type]
