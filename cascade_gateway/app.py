@@ -17,6 +17,7 @@ from cascade_gateway.api.errors import install_error_handlers
 from cascade_gateway.api.middleware import RequestContextMiddleware
 from cascade_gateway.config import CONFIG_ENV, GatewayConfig, load_config
 from cascade_gateway.lifecycle import Lifecycle
+from cascade_gateway.observability import metrics
 from cascade_gateway.providers.base import Provider
 from cascade_gateway.services import open_services
 
@@ -63,6 +64,7 @@ def create_app(config: GatewayConfig, providers: Mapping[str, Provider] | None =
             yield
         finally:
             await services.aclose()
+            metrics.flush()
 
     app = GatewayApp(
         title="cascade-gateway",

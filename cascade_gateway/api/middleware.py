@@ -70,7 +70,7 @@ class RequestContextMiddleware:
             return
         token = logs.open_request(request_id=request_id, method=scope["method"], path=scope["path"])
         self.lifecycle.enter()
-        metrics.IN_FLIGHT.inc()
+        metrics.request_started()
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
@@ -79,7 +79,7 @@ class RequestContextMiddleware:
                 raise
             await _respond(send_with_id, 500, _INTERNAL)
         finally:
-            metrics.IN_FLIGHT.dec()
+            metrics.request_ended()
             self.lifecycle.leave()
             logs.close_request(token, status)
 

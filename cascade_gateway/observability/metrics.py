@@ -4,11 +4,18 @@ With `PROMETHEUS_MULTIPROC_DIR` set (the CLI sets it whenever it starts more tha
 prometheus-client keeps each worker's values in files there and `/metrics` sums them; without
 it, the process's own registry is served. Labels are bounded: cascades, model aliases and
 providers come from the config, key names from the admin API.
+
+The per-request counters and the in-flight gauge are summed in memory and written out at most
+`FLUSH_S` after they change (and before every scrape this process answers): in multi-worker mode
+each write is a locked update of a memory-mapped file, and one request made a dozen of them.
+Histograms are observed at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections import defaultdict
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -83,25 +90,83 @@ BUDGET_REMAINING = Gauge(
 )
 
 _OUTCOMES = {"degraded": "accepted", "cancelled": "error"}
+FLUSH_S = 0.5
+
+
+class _Pending:
+    """Counter increments and the in-flight count not yet written, and the timer that will."""
+
+    def __init__(self) -> None:
+        self.amounts: defaultdict[tuple[Counter | Gauge, tuple[str, ...]], float] = defaultdict(
+            float
+        )
+        self.in_flight = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def schedule(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a CLI): write now
+            self.write()
+            return
+        # A timer left on another, finished, loop would never fire.
+        if self._timer is None or self._loop is not loop:
+            self._timer, self._loop = loop.call_later(FLUSH_S, self.write), loop
+
+    def write(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        amounts = list(self.amounts.items())
+        self.amounts.clear()
+        for (metric, labels), amount in amounts:
+            metric.labels(*labels).inc(amount)
+        IN_FLIGHT.set(self.in_flight)
+
+
+_pending = _Pending()
+
+
+def _add(metric: Counter | Gauge, labels: tuple[str, ...], amount: float = 1.0) -> None:
+    _pending.amounts[metric, labels] += amount
+    _pending.schedule()
+
+
+def flush() -> None:
+    """Write what is pending to the metrics (the multi-worker files)."""
+    _pending.write()
+
+
+def request_started() -> None:
+    """One more request in flight."""
+    _pending.in_flight += 1
+    _pending.schedule()
+
+
+def request_ended() -> None:
+    """One request fewer in flight."""
+    _pending.in_flight -= 1
+    _pending.schedule()
 
 
 def observe(trace: Trace) -> None:
     """Count one finished request."""
     cascade = trace.route
     outcome = _OUTCOMES.get(trace.outcome or "error", trace.outcome or "error")
-    REQUESTS.labels(cascade, outcome).inc()
+    _add(REQUESTS, (cascade, outcome))
     DURATION.labels(cascade).observe(trace.total_ms / 1000)
     if trace.ttft_ms is not None:
         TTFT.labels(cascade).observe(trace.ttft_ms / 1000)
     for attempt in trace.attempts:
-        COST.labels(attempt.model).inc(attempt.cost_usd)
-        TOKENS.labels(attempt.model, "input").inc(attempt.input_tokens)
-        TOKENS.labels(attempt.model, "output").inc(attempt.output_tokens)
+        _add(COST, (attempt.model,), attempt.cost_usd)
+        _add(TOKENS, (attempt.model, "input"), attempt.input_tokens)
+        _add(TOKENS, (attempt.model, "output"), attempt.output_tokens)
         if attempt.decision == "failed":
-            UPSTREAM_ERRORS.labels(attempt.provider, attempt.error_code or "unknown").inc()
+            _add(UPSTREAM_ERRORS, (attempt.provider, attempt.error_code or "unknown"))
     if trace.mode == "cascade":
-        BASELINE.labels(cascade).inc(trace.baseline_cost_usd)
-        SAVINGS.labels(cascade).inc(trace.savings_usd)
+        _add(BASELINE, (cascade,), trace.baseline_cost_usd)
+        _add(SAVINGS, (cascade,), trace.savings_usd)
         for stage, ms in trace.stage_ms().items():
             if stage in ("draft", "validate", "escalate") and ms > 0:
                 STAGE.labels(stage).observe(ms / 1000)
@@ -111,11 +176,15 @@ def observe(trace: Trace) -> None:
 
 def count_refusal(route: str) -> None:
     """A request refused before it reached the cascade (rate limited)."""
-    REQUESTS.labels(route, "rejected").inc()
+    _add(REQUESTS, (route, "rejected"))
 
 
 def render() -> tuple[bytes, str]:
-    """The exposition text and its content type, summed across workers when there are many."""
+    """The exposition text and its content type, summed across workers when there are many.
+
+    Other workers' counts can be up to `FLUSH_S` old; this process's are current.
+    """
+    flush()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

@@ -14,6 +14,7 @@ import httpx
 import openai
 
 from cascade_gateway.fake_upstream import Reply, Rule
+from cascade_gateway.observability import metrics
 from tests.configs import config_dict
 from tests.processes import gateway_process
 
@@ -40,6 +41,8 @@ def test_metrics_are_summed_across_two_workers(upstream, tmp_path):
         # Fresh connections, so the kernel spreads them over both workers' accept loops.
         for _ in range(40):
             assert httpx.post(f"{url}/v1/chat/completions", json=body).status_code == 200
+        # Each worker writes its counts at most FLUSH_S after a change.
+        time.sleep(metrics.FLUSH_S + 0.2)
         text = httpx.get(f"{url}/metrics").text
 
     writers = {re.sub(r"^\w+?_(\d+)\.db$", r"\1", p.name) for p in metrics_dir.glob("counter_*.db")}

@@ -1,0 +1,64 @@
+"""Per-request counters are summed in memory and written within FLUSH_S, or at a scrape."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prometheus_client import REGISTRY
+
+from cascade_gateway.cascade.trace import Attempt, Trace
+from cascade_gateway.observability import metrics
+
+
+def a_trace(route: str) -> Trace:
+    attempt = Attempt(tier=0, model=f"{route}-model", provider="p", upstream_model="m")
+    attempt.input_tokens, attempt.cost_usd = 12, 0.5
+    return Trace(
+        request_id="r",
+        route=route,
+        mode="direct",
+        created_at=time.time(),
+        streamed=False,
+        baseline_model="m",
+        attempts=[attempt],
+        outcome="direct",
+    )
+
+
+def requests(route: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "cascade_requests_total", {"cascade": route, "outcome": "direct"}
+    )
+    return value or 0.0
+
+
+async def test_counts_are_written_within_the_flush_interval():
+    metrics.observe(a_trace("flush-later"))
+    metrics.observe(a_trace("flush-later"))
+    assert requests("flush-later") == 0
+
+    await asyncio.sleep(metrics.FLUSH_S + 0.1)
+
+    assert requests("flush-later") == 2
+    tokens = {"model": "flush-later-model", "direction": "input"}
+    assert REGISTRY.get_sample_value("cascade_tokens_total", tokens) == 24
+
+
+async def test_a_scrape_sees_every_count_at_once():
+    metrics.observe(a_trace("scraped"))
+
+    body, _ = metrics.render()
+
+    assert b'cascade_requests_total{cascade="scraped",outcome="direct"} 1.0' in body
+
+
+async def test_in_flight_is_written_as_the_current_count():
+    metrics.request_started()
+    metrics.request_started()
+    metrics.request_ended()
+    metrics.flush()
+    assert REGISTRY.get_sample_value("cascade_in_flight_requests") == 1
+    metrics.request_ended()
+    metrics.flush()
+    assert REGISTRY.get_sample_value("cascade_in_flight_requests") == 0
