@@ -9,6 +9,8 @@ proxy pointed at the same upstream. Then, for each upstream latency, concurrency
     (a) the fake upstream directly                       model draft-model
     (b) the gateway, naming a model (pass-through)       model small
     (c) the gateway's 2-tier cascade, draft accepted     model default
+    (f) the floor: a bare uvicorn + aiohttp forwarder    model draft-model
+        (`benchmarks/floor_proxy.py`, the gateway's server and client with nothing between)
     (l) LiteLLM's proxy (pass-through, --with-litellm)   model draft-model
 
 and prints p50/p90/p99 latency, time to first token (streams), requests/s, errors, the latency
@@ -70,6 +72,7 @@ ROUTES = {
     "a": Route("a", report.LABELS["a"], "upstream", "draft-model"),
     "b": Route("b", report.LABELS["b"], "gateway", "small"),
     "c": Route("c", report.LABELS["c"], "gateway", "default"),
+    "f": Route("f", report.LABELS["f"], "floor", "draft-model"),
     "l": Route("l", report.LABELS["l"], "litellm", "draft-model"),
 }
 
@@ -350,7 +353,7 @@ def start_services(
 ) -> dict[str, Service]:
     """The fake upstream, the gateway and (optionally) LiteLLM's proxy, started in parallel and
     answering; they stop when `stack` closes."""
-    up_port, gw_port, ll_port = free_port(), free_port(), free_port()
+    up_port, gw_port, ll_port, fl_port = free_port(), free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{up_port}"
     script = folder / "script.yaml"
     script.write_text(yaml.safe_dump({"rules": [{"reply": {"text": ANSWER}}]}))
@@ -366,10 +369,26 @@ def start_services(
     services = {
         "upstream": stack.enter_context(running("upstream", upstream_argv, upstream, folder))
     }
-    probes = {"upstream": "/v1/models", "gateway": "/readiness", "litellm": "/health/liveliness"}
+    probes = {
+        "upstream": "/v1/models",
+        "gateway": "/readiness",
+        "floor": "/health",
+        "litellm": "/health/liveliness",
+    }
     if set(args.paths) & {"b", "c"}:
         gateway = f"http://127.0.0.1:{gw_port}"
         services["gateway"] = stack.enter_context(running("gateway", gateway_argv, gateway, folder))
+    if "f" in args.paths:
+        floor_argv = [
+            sys.executable, "-m", "uvicorn", "floor_proxy:app", "--app-dir", str(HERE),
+            "--host", "127.0.0.1", "--port", str(fl_port), "--workers", str(args.workers),
+            "--log-level", "warning", "--no-access-log",
+        ]  # fmt: skip
+        floor_env = {**os.environ, "FLOOR_UPSTREAM": upstream}
+        floor = f"http://127.0.0.1:{fl_port}"
+        services["floor"] = stack.enter_context(
+            running("floor", floor_argv, floor, folder, env=floor_env)
+        )
     if args.with_litellm:
         ll_config = folder / "litellm.yaml"
         litellm_proxy.write_config(ll_config, upstream + "/v1", "draft-model")
@@ -460,7 +479,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--upstream-latency-ms", type=float, nargs="+", default=[0.0, 50.0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--modes", nargs="+", choices=["json", "sse"], default=["json", "sse"])
-    parser.add_argument("--paths", nargs="+", choices=["a", "b", "c"], default=["a", "b", "c"])
+    parser.add_argument(
+        "--paths", nargs="+", choices=["a", "b", "c", "f"], default=["a", "b", "c", "f"]
+    )
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per point")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per point")
     parser.add_argument("--quick", action="store_true", help="0 ms, c = 1 and 64, 2 s points")

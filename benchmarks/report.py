@@ -18,11 +18,12 @@ LABELS = {
     "a": "direct upstream",
     "b": "gateway pass-through",
     "c": "gateway cascade",
+    "f": "floor (bare proxy)",
     "l": "litellm proxy",
     "0": "null server",
 }
-_CORES = ("gateway", "upstream", "litellm", "client", "other")
-_SERVER = {"a": "upstream", "b": "gateway", "c": "gateway", "l": "litellm"}
+_CORES = ("gateway", "upstream", "floor", "litellm", "client", "other")
+_SERVER = {"a": "upstream", "b": "gateway", "c": "gateway", "f": "floor", "l": "litellm"}
 
 
 def cpu_ms_per_request(p: dict[str, Any]) -> float | None:
@@ -58,7 +59,8 @@ def targets(points: list[dict[str, Any]]) -> list[tuple[bool, str, str]]:
     """The issue's targets for a 2-core machine, per gateway point: (met, where, target)."""
     results = []
     for p in points:
-        if p["path"] not in ("b", "c") or "added_ms" not in p:
+        # The floor (f) is checked too: what the stack alone makes of each target.
+        if p["path"] not in ("b", "c", "f") or "added_ms" not in p:
             continue
         where = (
             f"({p['path']}) {'sse ' if p['stream'] else 'json'} "
@@ -81,7 +83,7 @@ def targets(points: list[dict[str, Any]]) -> list[tuple[bool, str, str]]:
 HEADER = (
     f"{'path':25} {'c':>3} {'mode':6} {'p50':>7} {'p90':>7} {'p99':>7} {'ttft50':>7} "
     f"{'ttft99':>7} {'rps':>7} {'err':>4} {'+p50':>7} {'+p90':>7} {'+p99':>7} {'cpu/req':>7}  "
-    "cores gw/up/ll/client/other"
+    "cores gw/up/fl/ll/client/other"
 )
 
 
@@ -170,11 +172,11 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             f"**Upstream latency {run['upstream_latency_ms']:g} ms** (ms; *+pXX* = added over "
             "(a) at the same point; *CPU/req* = CPU ms the serving process spent per request; "
-            "cores used over the point by gateway / upstream / LiteLLM / load generator / "
-            "everything else on the machine)",
+            "cores used over the point by gateway / upstream / floor proxy / LiteLLM / load "
+            "generator / everything else on the machine)",
             "",
             "| path | c | mode | p50 | p90 | p99 | TTFT p50 | TTFT p99 | req/s | err "
-            "| +p50 | +p90 | +p99 | CPU/req | cores gw/up/ll/client/other |",
+            "| +p50 | +p90 | +p99 | CPU/req | cores gw/up/fl/ll/client/other |",
             "|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
         ]
         for p in run["points"]:
