@@ -20,7 +20,10 @@ import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Literal
+
+import orjson
 
 from cascade_gateway.budget.counters import to_nano
 from cascade_gateway.cascade.trace import Trace
@@ -73,27 +76,33 @@ class _Entry:
     attempts: list[dict[str, Any]]
 
 
+@cache
+def _utc_day(day_number: int) -> str:
+    return datetime.fromtimestamp(day_number * 86400, UTC).strftime("%Y-%m-%d")
+
+
 def _entry(trace: Trace) -> _Entry:
     ledger_id = f"{random.getrandbits(128):032x}"  # unique, not secret: no system call
+    story = trace.to_dict()  # the derived totals, computed once for the columns and the JSON
     request = {
         "id": ledger_id,
         "request_id": trace.request_id,
         "created_at": trace.created_at,
-        "day": datetime.fromtimestamp(trace.created_at, UTC).strftime("%Y-%m-%d"),
-        "key_id": trace.key_id,
-        "key_name": trace.key_name,
+        "day": _utc_day(int(trace.created_at // 86400)),
+        "key_id": story["key_id"],
+        "key_name": story["key_name"],
         "route": trace.route,
         "mode": trace.mode,
         "outcome": trace.outcome or "error",
         "model_used": trace.model_used,
         "streamed": int(trace.streamed),
         "budget_capped": int(trace.budget_capped),
-        "input_tokens": trace.input_tokens,
-        "output_tokens": trace.output_tokens,
-        "cost_usd": trace.cost_usd,
+        "input_tokens": story["input_tokens"],
+        "output_tokens": story["output_tokens"],
+        "cost_usd": story["cost_usd"],
         "baseline_cost_usd": trace.baseline_cost_usd,
         "total_ms": trace.total_ms,
-        "trace": json.dumps(trace.to_dict(), separators=(",", ":")),
+        "trace": orjson.dumps(story).decode(),
     }
     attempts = [
         {

@@ -12,8 +12,9 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from cascade_gateway import tokens
 from cascade_gateway.api import protocol, sse
@@ -162,7 +163,9 @@ async def complete(
     if run.log_content:
         _log_content(request, result.completion.text)
     body = protocol.completion_body(chat, result.completion, result.trace)
-    return JSONResponse(body, headers=trace_headers(result.trace))
+    return Response(
+        orjson.dumps(body), media_type="application/json", headers=trace_headers(result.trace)
+    )
 
 
 async def stream(

@@ -14,11 +14,11 @@ upstream call) and sends a comment ping when the stream has been quiet for `PING
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -33,10 +33,10 @@ _HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control":
 
 def frame(data: Mapping[str, Any], event: str | None = None) -> bytes:
     """One event whose data is compact JSON (one line: JSON has no raw newlines)."""
-    payload = json.dumps(data, separators=(",", ":"))
+    payload = orjson.dumps(data)
     if event is None:
-        return f"data: {payload}\n\n".encode()
-    return f"event: {event}\ndata: {payload}\n\n".encode()
+        return b"data: " + payload + b"\n\n"
+    return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
 
 
 def error_frame(exc: GatewayError, event: str | None = None) -> bytes:

@@ -7,12 +7,13 @@ when `log.include_content` is on; secrets never do.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from contextvars import ContextVar
 from typing import Any
+
+import orjson
 
 ACCESS = logging.getLogger("cascade_gateway.access")
 
@@ -34,7 +35,7 @@ class JsonFormatter(logging.Formatter):
             line.update(fields)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, separators=(",", ":"))
+        return orjson.dumps(line, default=str).decode()
 
 
 def configure_logging(level: str, fmt: str) -> None:

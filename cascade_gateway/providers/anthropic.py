@@ -27,6 +27,8 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+import orjson
+
 from cascade_gateway.domain import ChatRequest, Completion, Delta, ToolCall, ToolCallDelta, Usage
 from cascade_gateway.errors import ProviderError
 from cascade_gateway.providers.http import UpstreamClient
@@ -439,7 +441,7 @@ class AnthropicProvider:
 
     def _event(self, data: str) -> dict[str, Any]:
         try:
-            event = json.loads(data)
+            event = orjson.loads(data)
         except ValueError as exc:
             raise ProviderError(
                 f"malformed JSON from upstream: {data[:200]!r}", provider=self.name

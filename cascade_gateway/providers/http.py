@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import orjson
 
 from cascade_gateway.errors import ProviderError
 
@@ -110,7 +110,7 @@ class UpstreamClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._transport_error(exc) from exc
         try:
-            return json.loads(payload)
+            return orjson.loads(payload)
         except ValueError as exc:
             raise ProviderError(
                 f"upstream answered with something other than JSON: {payload[:200]!r}",
@@ -149,7 +149,7 @@ class UpstreamClient:
             )
         return self._session.post(
             self.base_url + path,
-            data=json.dumps(body, separators=(",", ":")).encode(),
+            data=orjson.dumps(body),
             headers={"accept": accept},
         )
 
@@ -157,7 +157,7 @@ class UpstreamClient:
         self, status: int, headers: Mapping[str, str], payload: bytes
     ) -> ProviderError:
         try:
-            parsed: Any = json.loads(payload)
+            parsed: Any = orjson.loads(payload)
         except ValueError:
             parsed = None
         text = payload[:500].decode("utf-8", "replace").strip()

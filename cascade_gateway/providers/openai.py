@@ -13,11 +13,12 @@ reported none). A stream that ends before the upstream said why raises `Provider
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing
 from typing import Any
+
+import orjson
 
 from cascade_gateway import tokens
 from cascade_gateway.domain import (
@@ -275,7 +276,7 @@ class OpenAIProvider:
 
     def _chunk(self, data: str) -> Any:
         try:
-            chunk = json.loads(data)
+            chunk = orjson.loads(data)
         except ValueError as exc:
             raise ProviderError(
                 f"malformed JSON from upstream: {data[:200]!r}", provider=self.name
