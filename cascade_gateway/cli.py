@@ -9,6 +9,7 @@ import signal
 import sys
 import tempfile
 
+from cascade_gateway import workers
 from cascade_gateway.auth.cli import add_commands as add_key_commands
 from cascade_gateway.config import CONFIG_ENV, ConfigError, GatewayConfig, load_config, warnings
 from cascade_gateway.replay.cli import add_commands as add_replay_commands
@@ -36,8 +37,6 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from cascade_gateway.observability.logs import configure_logging
 
     config = load_or_exit(args.config)
@@ -48,29 +47,44 @@ def _serve(args: argparse.Namespace) -> int:
     # uvicorn re-raises SIGTERM once it has shut down gracefully, which would make the process
     # exit 143; a drained shutdown is a success, so that re-raised signal is absorbed here.
     signal.signal(signal.SIGTERM, lambda *_: None)
+    options = {
+        "log_config": None,
+        "log_level": args.log_level or config.log.level,
+        "access_log": args.access_log,
+        "timeout_keep_alive": config.server.keep_alive_s,
+    }
+    try:
+        return _run_server(args, config, options)
+    finally:
+        if made_metrics_dir is not None:
+            shutil.rmtree(made_metrics_dir, ignore_errors=True)
+
+
+def _run_server(args: argparse.Namespace, config: GatewayConfig, options: dict) -> int:
+    import uvicorn
+
+    if args.workers > 1 and workers.reuse_port_supported():
+        # Drain, then uvicorn's own shutdown: give both their time before giving up on one.
+        grace_s = config.server.drain_seconds + 15
+        try:
+            return workers.serve_workers(args.host, args.port, args.workers, grace_s, options)
+        except OSError as exc:
+            print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 1
     uvicorn.run(
-        "cascade_gateway.app:create_app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_config=None,
-        log_level=args.log_level or config.log.level,
-        access_log=args.access_log,
-        timeout_keep_alive=config.server.keep_alive_s,
-    )
-    if made_metrics_dir is not None:
-        shutil.rmtree(made_metrics_dir, ignore_errors=True)
+        workers.APP, factory=True, host=args.host, port=args.port, workers=args.workers,
+        **options,
+    )  # fmt: skip
     return 0
 
 
-def _prepare_metrics_dir(workers: int) -> str | None:
+def _prepare_metrics_dir(worker_count: int) -> str | None:
     """Several workers share metrics through files; stale files from a previous run would be
     counted again, so the directory starts empty. Returns a directory made here (to remove at
     exit), None when there is none or it was given."""
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     made = None
-    if folder is None and workers > 1:
+    if folder is None and worker_count > 1:
         folder = made = tempfile.mkdtemp(prefix="cascade-gateway-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     if folder is None:

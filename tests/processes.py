@@ -38,6 +38,20 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
     raise RuntimeError(f"gateway at {url} did not become ready")
 
 
+def children(pid: int) -> set[int]:
+    """The live child processes of `pid`."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
 @contextmanager
 def gateway_process(
     config: dict[str, Any], folder: Path, *args: str, env: dict[str, str] | None = None
