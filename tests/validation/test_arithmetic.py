@@ -112,3 +112,20 @@ async def test_the_default_validator_escalates_an_answer_with_wrong_arithmetic(a
 
     assert verdict.accepted is False
     assert "weakest: arithmetic 0.25" in verdict.reason
+
+
+def test_a_chained_annotation_checks_every_link():
+    # 2*4 + 3*6 is 26: the first link is wrong, the second (24 + 18 = 42) right.
+    found = check_arithmetic("She had <<2*4+3*6=24+18=42>>42 colors.")
+
+    assert found.checked == 2
+    assert found.wrong == ("2*4+3*6 = 42 (is 26)",)
+
+
+def test_several_annotations_in_one_are_each_checked():
+    found = check_arithmetic("Each gets $<<90+150=240;240/3=80>>80.")
+
+    assert (found.checked, found.wrong) == (2, ())
+    assert check_arithmetic("Each gets $<<90+150=240;240/3=70>>70.").wrong == (
+        "240/3 = 70 (is 80)",
+    )

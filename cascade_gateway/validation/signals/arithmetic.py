@@ -6,7 +6,8 @@ what can be read without guessing is checked:
 
 - equations whose sides are plain arithmetic on numbers ("3 x $60 = $180", "(4/20)*100% = 20%",
   chains such as "2 + 1/2 = 5/2 = 2.5"), with at least one operator in them;
-- calculator annotations in the GSM8K style, `<<3*60=180>>`.
+- calculator annotations in the GSM8K style, `<<3*60=180>>`, also chained
+  (`<<2*4+3*6=24+18=42>>`) or several in one (`<<90+150=240;240/3=80>>`).
 
 A side that mixes words and numbers ("3 sprints * 60 meters = 180 meters") is skipped, and so is
 an equation whose left side follows an operator or a word such as "times", since only part of
@@ -37,7 +38,7 @@ _EQUATION = re.compile(
     rf"(?=[\d($.-])(?<![\w.,$]){_EXPRESSION}(?:[ \t]*=[ \t]*{_EXPRESSION}(?!\w))+"
 )
 _PLAIN_NUMBER = re.compile(r"[ \t]*\$?(\d+(?:,\d{3})*(?:\.\d+)?|\.\d+)(%?)[ \t]*")
-_ANNOTATION = re.compile(r"<<([^<>=]{1,200})=([^<>=]{1,40})>>")
+_ANNOTATION = re.compile(r"<<([^<>]{1,300})>>")
 _ESCAPED = re.compile(r"\\([*_$])")
 _SIDE_SPLIT = re.compile(r"[ \t]*=[ \t]*")
 _HAS_OPERATOR = re.compile(_OPERATOR)
@@ -207,31 +208,33 @@ def check_arithmetic(text: str) -> ArithmeticCheck:
         text = _ESCAPED.sub(r"\1", text)  # Markdown escapes: "5 \* 3 = 15".
     if "<<" in text:
         for match in _ANNOTATION.finditer(text):
-            computed = evaluate(match.group(1))
-            if computed is None:
-                continue
-            _record(result, match.group(1), computed, match.group(2).strip())
+            for part in match.group(1).split(";"):
+                _check_chain(result, _SIDE_SPLIT.split(part.strip()))
         text = _ANNOTATION.sub(" ", text)
     for match in _EQUATION.finditer(text):
         if len(result.seen) >= _MAX_CHECKED:
             break
         if _continues(text, match.start()):
             continue
-        sides = _SIDE_SPLIT.split(match.group(0).strip())
-        for left, right in pairwise(sides):
-            if not (_HAS_OPERATOR.search(left) or _HAS_OPERATOR.search(right)):
-                continue
-            computed = evaluate(left)
-            if computed is None:
-                continue
-            if _HAS_OPERATOR.search(right):
-                value = evaluate(right)
-                if value is None:
-                    continue
-                _record(result, left, computed, _plain(value))
-            else:
-                _record(result, left, computed, right)
+        _check_chain(result, _SIDE_SPLIT.split(match.group(0).strip()))
     return ArithmeticCheck(len(result.seen), tuple(result.wrong))
+
+
+def _check_chain(result: _Tally, sides: list[str]) -> None:
+    """Check each link of `a = b = c`: a link with an operator on either side is a step."""
+    for left, right in pairwise(sides):
+        if not (_HAS_OPERATOR.search(left) or _HAS_OPERATOR.search(right)):
+            continue
+        computed = evaluate(left)
+        if computed is None:
+            continue
+        if _HAS_OPERATOR.search(right):
+            value = evaluate(right)
+            if value is None:
+                continue
+            _record(result, left, computed, _plain(value))
+        else:
+            _record(result, left, computed, right.strip())
 
 
 def _continues(text: str, start: int) -> bool:
