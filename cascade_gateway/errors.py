@@ -171,11 +171,6 @@ class ProviderError(UpstreamError):
         """Worth trying again or escalating past: no answer, rate limited, or a server error."""
         return self.status is None or self.status in (408, 409, 429) or self.status >= 500
 
-    def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"retry-after": str(max(1, round(self.retry_after)))}
-
 
 class NoUpstreamAnswered(UpstreamError):
     """Every model the request could go to failed; the message says which and how."""

@@ -2,18 +2,27 @@
 
 Queries are written once with `:name` parameters; the PostgreSQL side rewrites them to psycopg's
 `%(name)s`. SQLite runs in-process (WAL, short transactions): its calls take microseconds, so
-they run on the event loop rather than paying for a thread hop.
+they run on the event loop rather than paying for a thread hop. The one slow thing it does, the
+WAL checkpoint (copying pages back and an fsync: several milliseconds, about once a second
+under load), happens on a thread of its own, since on the event loop it stalled every request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+log = logging.getLogger("cascade_gateway.storage")
+
+CHECKPOINT_EVERY_S = 1.0
 
 Row = dict[str, Any]
 Params = Mapping[str, Any]
@@ -90,6 +99,10 @@ class SqliteDatabase:
         self._wrapped = _SqliteConnection(self._conn)
         # One transaction at a time on this connection; other processes wait on the file lock.
         self._lock = asyncio.Lock()
+        self._checkpoints: _Checkpoints | None = None
+        if path != ":memory:":
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")  # see _Checkpoints
+            self._checkpoints = _Checkpoints(path)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -101,6 +114,8 @@ class SqliteDatabase:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+        if self._checkpoints is not None:
+            self._checkpoints.due()
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
         async with self.transaction() as conn:
@@ -116,7 +131,49 @@ class SqliteDatabase:
         self._conn.execute("SELECT 1")
 
     async def aclose(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.close()
         self._conn.close()
+
+
+class _Checkpoints:
+    """WAL checkpoints for one SQLite file, at most one a second, on a thread of their own and
+    over a connection of their own (sqlite3 lets go of the GIL while it copies and syncs)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
+        self._conn: sqlite3.Connection | None = None
+        self._last = time.monotonic()
+        self._running = False
+
+    def due(self) -> None:
+        """After a commit: start a checkpoint if none ran in the last CHECKPOINT_EVERY_S."""
+        now = time.monotonic()
+        if self._running or now - self._last < CHECKPOINT_EVERY_S:
+            return
+        self._running, self._last = True, now
+        self._thread.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        try:
+            if self._conn is None:
+                self._conn = sqlite3.connect(self._path, isolation_level=None)
+                self._conn.execute("PRAGMA busy_timeout=5000")
+            # PASSIVE: copies what no reader still needs, never waits on writers or readers.
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            log.exception("sqlite checkpoint failed; the WAL grows until one succeeds")
+        finally:
+            self._running = False
+
+    def close(self) -> None:
+        self._thread.submit(self._close).result()
+        self._thread.shutdown()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
 
 class _PostgresConnection:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,8 @@ import pytest
 
 from cascade_gateway.accounting.ledger import Ledger
 from cascade_gateway.cascade.trace import Attempt, Trace
-from cascade_gateway.storage.database import Database
+from cascade_gateway.storage.database import Database, open_database
+from cascade_gateway.storage.migrations import migrate
 
 
 def a_trace(request_id: str, cost_usd: float = 0.001) -> Trace:
@@ -111,3 +113,18 @@ async def test_rows_beyond_the_queue_bound_are_logged_whole_not_dropped_silently
     given_up = [r for r in caplog.records if r.getMessage() == "ledger row not written"]
     assert [r.fields["ledger_row"]["request_id"] for r in given_up] == ["r0"]
     await ledger.aclose()
+
+
+async def test_a_sqlite_file_gets_its_batches_committed(tmp_path):
+    path = tmp_path / "ledger.db"
+    db = await open_database(f"sqlite:///{path}")
+    await migrate(db)
+    ledger = Ledger(db, flush_interval_s=60)
+    for n in range(3):
+        await ledger.record(a_trace(f"r{n}", cost_usd=0.25))
+
+    assert (await ledger.totals())["cost_usd"] == pytest.approx(0.75)  # a read writes first
+    with sqlite3.connect(path) as other:  # committed: another connection sees the rows
+        assert other.execute("SELECT COUNT(*) FROM ledger").fetchone() == (3,)
+    await ledger.aclose()
+    await db.aclose()
