@@ -16,7 +16,6 @@ import csv
 import io
 import json
 import logging
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ import orjson
 
 from cascade_gateway.budget.counters import to_nano
 from cascade_gateway.cascade.trace import Trace
+from cascade_gateway.ids import new_id
 from cascade_gateway.storage.database import Database
 
 log = logging.getLogger("cascade_gateway.accounting")
@@ -82,7 +82,7 @@ def _utc_day(day_number: int) -> str:
 
 
 def _entry(trace: Trace) -> _Entry:
-    ledger_id = f"{random.getrandbits(128):032x}"  # unique, not secret: no system call
+    ledger_id = new_id()
     story = trace.to_dict()  # the derived totals, computed once for the columns and the JSON
     request = {
         "id": ledger_id,

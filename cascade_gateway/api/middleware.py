@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cascade_gateway.ids import new_id
 from cascade_gateway.lifecycle import Lifecycle
 from cascade_gateway.observability import logs, metrics
 
@@ -35,9 +35,7 @@ _DRAINING = _error_body(
 
 
 def new_request_id() -> str:
-    """128 random bits as hex. Unique, not secret (traces are checked against their key), so
-    from the process's PRNG (reseeded at fork) rather than a system call per request."""
-    return f"{random.getrandbits(128):032x}"
+    return new_id()
 
 
 class RequestContextMiddleware:
