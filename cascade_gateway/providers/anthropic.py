@@ -27,11 +27,9 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-import orjson
-
 from cascade_gateway.domain import ChatRequest, Completion, Delta, ToolCall, ToolCallDelta, Usage
 from cascade_gateway.errors import ProviderError
-from cascade_gateway.providers.http import UpstreamClient
+from cascade_gateway.providers.http import SseEvent, UpstreamClient
 from cascade_gateway.providers.openai import counted_usage
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
@@ -432,25 +430,20 @@ class AnthropicProvider:
             async for event in events:
                 if event.event == "ping":
                     continue
-                data = self._event(event.data)
+                data = self._event(event)
                 if event.event == "error" or data.get("type") == "error":
                     raise self._error_event(data)
                 if (delta := mapper.feed(data)) is not None:
                     yield delta
         yield mapper.finish()
 
-    def _event(self, data: str) -> dict[str, Any]:
-        try:
-            event = orjson.loads(data)
-        except ValueError as exc:
+    def _event(self, event: SseEvent) -> dict[str, Any]:
+        data = event.json(self.name)
+        if not isinstance(data, dict):
             raise ProviderError(
-                f"malformed JSON from upstream: {data[:200]!r}", provider=self.name
-            ) from exc
-        if not isinstance(event, dict):
-            raise ProviderError(
-                f"malformed event from upstream: {data[:200]!r}", provider=self.name
+                f"malformed event from upstream: {event.data[:200]!r}", provider=self.name
             )
-        return event
+        return data
 
     def _error_event(self, data: dict[str, Any]) -> ProviderError:
         error = data.get("error")

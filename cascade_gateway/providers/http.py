@@ -40,6 +40,15 @@ class SseEvent:
     event: str | None
     data: str
 
+    def json(self, provider: str) -> Any:
+        """The data decoded as JSON; a `ProviderError` naming `provider` if it is not JSON."""
+        try:
+            return orjson.loads(self.data)
+        except ValueError as exc:
+            raise ProviderError(
+                f"malformed JSON from upstream: {self.data[:200]!r}", provider=provider
+            ) from exc
+
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait, from `retry-after-ms`, or `retry-after` in seconds or as an HTTP date."""

@@ -18,8 +18,6 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing
 from typing import Any
 
-import orjson
-
 from cascade_gateway import tokens
 from cascade_gateway.domain import (
     ChatRequest,
@@ -31,7 +29,7 @@ from cascade_gateway.domain import (
     Usage,
 )
 from cascade_gateway.errors import ProviderError
-from cascade_gateway.providers.http import UpstreamClient
+from cascade_gateway.providers.http import SseEvent, UpstreamClient
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -270,17 +268,12 @@ class OpenAIProvider:
             async for event in events:
                 if event.data == "[DONE]":
                     break
-                for delta in mapper.feed(self._chunk(event.data)):
+                for delta in mapper.feed(self._chunk(event)):
                     yield delta
         yield mapper.finish()
 
-    def _chunk(self, data: str) -> Any:
-        try:
-            chunk = orjson.loads(data)
-        except ValueError as exc:
-            raise ProviderError(
-                f"malformed JSON from upstream: {data[:200]!r}", provider=self.name
-            ) from exc
+    def _chunk(self, event: SseEvent) -> Any:
+        chunk = event.json(self.name)
         if isinstance(chunk, dict) and "error" in chunk:
             message = error_message(chunk) or str(chunk["error"])
             error = chunk["error"]
