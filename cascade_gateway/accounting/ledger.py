@@ -4,8 +4,10 @@ cancelled — with its whole trace and the key that paid, plus one row per upstr
 Rows are written behind the response, in batches: a request's row is queued when it ends and
 the queue is written in one transaction at most `flush_interval_s` later (or as soon as
 `max_batch` rows wait). One transaction per request cost a fifth of a worker's time under load.
-Every read of this process's ledger writes the queue first, so a key holder never misses their
-own last request; the budget counters, which enforce budgets, never wait on this queue.
+Every read writes this process's queue first. Another worker's (or replica's) rows can be up to
+`flush_interval_s` behind, so a trace not found is looked for once more after that long: a
+request's trace can be read as soon as its response has ended, wherever it was served. The
+budget counters, which enforce budgets, never wait on this queue.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from cascade_gateway.storage.database import Database
 log = logging.getLogger("cascade_gateway.accounting")
 
 RETRY_S = 1.0
+# How much longer than its flush interval another process may take to write its batch.
+OTHER_WRITER_MARGIN_S = 0.05
 
 GroupBy = Literal["key", "model", "cascade", "day"]
 
@@ -222,7 +226,12 @@ class Ledger:
         if key_id is not None:
             sql += " AND key_id = :kid"
             params["kid"] = key_id
-        row = await self._db.fetchone(sql + " ORDER BY created_at DESC LIMIT 1", params)
+        sql += " ORDER BY created_at DESC LIMIT 1"
+        row = await self._db.fetchone(sql, params)
+        if row is None and self._interval > 0:
+            # Served by another worker or replica, its row may still be in that one's queue.
+            await asyncio.sleep(self._interval + OTHER_WRITER_MARGIN_S)
+            row = await self._db.fetchone(sql, params)
         return json.loads(row["trace"]) if row else None
 
     async def totals(self, key_id: str | None = None, since: float | None = None) -> dict:

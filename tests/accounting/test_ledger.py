@@ -128,3 +128,20 @@ async def test_a_sqlite_file_gets_its_batches_committed(tmp_path):
         assert other.execute("SELECT COUNT(*) FROM ledger").fetchone() == (3,)
     await ledger.aclose()
     await db.aclose()
+
+
+async def test_a_trace_written_by_another_worker_is_found_once_its_batch_lands(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    serving_db, reading_db = await open_database(url), await open_database(url)
+    await migrate(serving_db)
+    serving = Ledger(serving_db, flush_interval_s=0.05)  # the worker that served it
+    reading = Ledger(reading_db, flush_interval_s=0.05)  # the worker asked for its trace
+
+    await serving.record(a_trace("elsewhere"))
+    found = await reading.trace("elsewhere")
+
+    assert found is not None and found["request_id"] == "elsewhere"
+    assert await reading.trace("never-made") is None
+    for ledger, db in ((serving, serving_db), (reading, reading_db)):
+        await ledger.aclose()
+        await db.aclose()
