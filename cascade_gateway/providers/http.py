@@ -155,6 +155,9 @@ class UpstreamClient:
                 timeout=self._timeout,
                 headers=self._headers,
                 skip_auto_headers=("user-agent",),
+                # One session carries every caller's requests: a cookie an upstream sets for
+                # one must never ride along on another's (and keeping none costs nothing).
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session.post(
             self.base_url + path,

@@ -464,3 +464,18 @@ async def test_a_local_server_gets_requests_without_a_key(
 
     assert completion.text == "Hi"
     assert "authorization" not in openai_upstream.requests[-1].headers
+
+
+async def test_cookies_an_upstream_sets_are_never_sent_back(openai_upstream: FakeUpstream) -> None:
+    body = openai_completion({"content": "Hi"}, usage=openai_usage(1, 1))
+    openai_upstream.json(body, headers={"set-cookie": "session=caller-a; Path=/"})
+    openai_upstream.json(body)
+    # By name: a cookie jar would keep a cookie for a host name (it ignores bare IPs).
+    by_name = openai_upstream.url.replace("127.0.0.1", "localhost")
+    provider = OpenAIProvider("p", base_url=by_name + "/v1")
+
+    await provider.complete("gpt-4o-mini", HELLO)
+    await provider.complete("gpt-4o-mini", HELLO)
+    await provider.aclose()
+
+    assert "cookie" not in openai_upstream.requests[-1].headers
