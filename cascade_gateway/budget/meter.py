@@ -66,11 +66,13 @@ class BudgetMeter(Meter):
         self.degrade = degrade
         # Human names of scopes, for the 402 message.
         self._describe = describe or {}
+        # Every tier of a cascade sees the same prompt: counted once per request.
+        self._prompt: tuple[tuple[int, int], int] | None = None
 
     async def reserve(self, model: ResolvedModel, request: ChatRequest) -> Hold:
         max_tokens = request.max_tokens or model.price.max_output_tokens or self._default_max_tokens
         bounded = request if request.max_tokens else replace(request, max_tokens=max_tokens)
-        prompt = tokens.count_messages(request.messages, request.tools)
+        prompt = self._prompt_tokens(request)
         worst_prompt = math.ceil(prompt * PROMPT_MARGIN) + PROMPT_SLACK_TOKENS
         amount = to_nano(model.price.cost(worst_prompt, max_tokens))
         refused = await self._counters.reserve(self._scopes, amount)
@@ -86,3 +88,10 @@ class BudgetMeter(Meter):
 
     async def settle(self, hold: Hold, cost_usd: float) -> None:
         await self._counters.settle(hold.scopes, hold.amount_nano, to_nano(cost_usd))
+
+    def _prompt_tokens(self, request: ChatRequest) -> int:
+        # The tiers' requests share their message and tool lists (they differ in parameters).
+        key = (id(request.messages), id(request.tools))
+        if self._prompt is None or self._prompt[0] != key:
+            self._prompt = (key, tokens.count_messages(request.messages, request.tools))
+        return self._prompt[1]

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from cascade_gateway.budget import meter as meter_module
 from cascade_gateway.budget.budgets import Budgets
 from cascade_gateway.budget.counters import Scope, SqlCounters, to_nano
 from cascade_gateway.budget.meter import UNMETERED
@@ -136,3 +137,24 @@ async def test_policy_comes_from_the_key_then_the_cascade_then_the_default(keys,
     assert budgets.meter(plain, None).degrade is False
     assert budgets.meter(plain, "degrade").degrade is True
     assert budgets.meter(picky, "degrade").degrade is False
+
+
+async def test_a_cascade_counts_its_prompt_once_for_all_its_tiers(keys, ledger, db, monkeypatch):
+    key, _ = await keys.create("cascading", budget_usd=1.0)
+    budgets = Budgets(BudgetConfig(), ledger)
+    budgets.counters = SqlCounters(db)
+    counted: list[int] = []
+    count = meter_module.tokens.count_messages
+
+    def counting(messages, tools=None):
+        counted.append(1)
+        return count(messages, tools)
+
+    monkeypatch.setattr(meter_module.tokens, "count_messages", counting)
+    meter = budgets.meter(key, None)
+    draft = ChatRequest(messages=ASK.messages, max_tokens=50)
+
+    await meter.reserve(MODEL, draft)
+    await meter.reserve(MODEL, draft.with_logprobs())  # the next tier's request
+
+    assert len(counted) == 1
