@@ -7,7 +7,6 @@ when `log.include_content` is on; secrets never do.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import time
@@ -15,6 +14,8 @@ from contextvars import ContextVar
 from typing import Any
 
 import orjson
+
+from cascade_gateway.observability.later import Later
 
 ACCESS = logging.getLogger("cascade_gateway.access")
 
@@ -50,12 +51,10 @@ class BatchingStreamHandler(logging.StreamHandler):
 
     def __init__(self, stream: Any, flush_s: float = 0.2, max_bytes: int = 64 * 1024) -> None:
         super().__init__(stream)
-        self.flush_s = flush_s
         self.max_bytes = max_bytes
         self._lines: list[str] = []
         self._size = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self._later = Later(flush_s, self.flush)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -67,22 +66,13 @@ class BatchingStreamHandler(logging.StreamHandler):
         self._size += len(line)
         if record.levelno >= logging.WARNING or self._size >= self.max_bytes:
             self.flush()
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()
-            return
-        # A timer left on another, finished, loop would never fire.
-        if self._timer is None or self._timer_loop is not loop:
-            self._timer, self._timer_loop = loop.call_later(self.flush_s, self.flush), loop
+        else:
+            self._later.request()
 
     def flush(self) -> None:
         self.acquire()
         try:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._later.cancel()
             if self._lines:
                 text, self._lines, self._size = "".join(self._lines), [], 0
                 self.stream.write(text)

@@ -13,7 +13,6 @@ Histograms are observed at once.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections import defaultdict
 
@@ -28,6 +27,7 @@ from prometheus_client import (
 )
 
 from cascade_gateway.cascade.trace import Trace
+from cascade_gateway.observability.later import Later
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -94,30 +94,17 @@ FLUSH_S = 0.5
 
 
 class _Pending:
-    """Counter increments and the in-flight count not yet written, and the timer that will."""
+    """Counter increments and the in-flight count not yet written, and when they will be."""
 
     def __init__(self) -> None:
         self.amounts: defaultdict[tuple[Counter | Gauge, tuple[str, ...]], float] = defaultdict(
             float
         )
         self.in_flight = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def schedule(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no event loop (a CLI): write now
-            self.write()
-            return
-        # A timer left on another, finished, loop would never fire.
-        if self._timer is None or self._loop is not loop:
-            self._timer, self._loop = loop.call_later(FLUSH_S, self.write), loop
+        self.later = Later(FLUSH_S, self.write)
 
     def write(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.later.cancel()
         amounts = list(self.amounts.items())
         self.amounts.clear()
         for (metric, labels), amount in amounts:
@@ -130,7 +117,7 @@ _pending = _Pending()
 
 def _add(metric: Counter | Gauge, labels: tuple[str, ...], amount: float = 1.0) -> None:
     _pending.amounts[metric, labels] += amount
-    _pending.schedule()
+    _pending.later.request()
 
 
 def flush() -> None:
@@ -141,13 +128,13 @@ def flush() -> None:
 def request_started() -> None:
     """One more request in flight."""
     _pending.in_flight += 1
-    _pending.schedule()
+    _pending.later.request()
 
 
 def request_ended() -> None:
     """One request fewer in flight."""
     _pending.in_flight -= 1
-    _pending.schedule()
+    _pending.later.request()
 
 
 def observe(trace: Trace) -> None:
