@@ -10,7 +10,6 @@ adapters need.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -184,7 +183,7 @@ class UpstreamClient:
 
     def _transport_error(self, exc: BaseException) -> ProviderError:
         # aiohttp's connection timeouts subclass both TimeoutError and ClientError.
-        if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        if isinstance(exc, TimeoutError):
             return ProviderError(
                 f"timed out: {exc or type(exc).__name__}", provider=self.provider, timed_out=True
             )
