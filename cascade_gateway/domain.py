@@ -7,6 +7,7 @@ stream deltas) is a typed dataclass.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -125,6 +126,43 @@ class Delta:
     finish_reason: str | None = None
     usage: Usage | None = None
     logprobs: tuple[TokenLogprob, ...] = ()
+
+
+def merge_deltas(deltas: Iterable[Delta]) -> Delta:
+    """Consecutive deltas as one: text and logprobs joined, each tool call's fragments joined
+    into one fragment per call, the last finish reason and usage kept.
+
+    A client folding the merged delta ends with the same message as from the pieces; the
+    gateway sends an answer it held back (a validated draft) this way, in one chunk.
+    """
+    text: list[str] = []
+    logprobs: list[TokenLogprob] = []
+    calls: dict[int, list[ToolCallDelta]] = {}
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    for delta in deltas:
+        text.append(delta.text)
+        logprobs.extend(delta.logprobs)
+        for fragment in delta.tool_calls:
+            calls.setdefault(fragment.index, []).append(fragment)
+        finish_reason = delta.finish_reason or finish_reason
+        usage = delta.usage or usage
+    return Delta(
+        text="".join(text),
+        tool_calls=tuple(_merge_fragments(index, parts) for index, parts in calls.items()),
+        finish_reason=finish_reason,
+        usage=usage,
+        logprobs=tuple(logprobs),
+    )
+
+
+def _merge_fragments(index: int, parts: list[ToolCallDelta]) -> ToolCallDelta:
+    return ToolCallDelta(
+        index=index,
+        id=next((p.id for p in parts if p.id), None),
+        name=next((p.name for p in parts if p.name), None),
+        arguments="".join(p.arguments for p in parts),
+    )
 
 
 FINISH_REASONS = ("stop", "length", "tool_calls", "content_filter")

@@ -201,8 +201,11 @@ async def _frames(
     events: AsyncIterator[CascadeEvent],
     log_content: ChatRequest | None,
 ) -> AsyncIterator[bytes]:
+    # Frames ready together go out in one write: the role chunk with the first content, and
+    # the finishing chunk, usage and [DONE] with the end of the body.
+    opening = sse.frame(writer.role())
+    closing = b""
     async with aclosing(events):
-        yield sse.frame(writer.role())
         # The finishing chunk waits for the trace so it can carry the cost summary.
         finishing: dict | None = None
         event: CascadeEvent = first
@@ -213,7 +216,8 @@ async def _frames(
                     if chunk is not None and event.delta.finish_reason:
                         finishing = chunk
                     elif chunk is not None:
-                        yield sse.frame(chunk)
+                        yield opening + sse.frame(chunk)
+                        opening = b""
                 elif isinstance(event, Finished):
                     if log_content is not None:
                         _log_content(log_content, event.completion.text)
@@ -222,15 +226,15 @@ async def _frames(
                     )
                     assert finishing is not None
                     finishing["cascade"] = protocol.cascade_summary(event.trace)
-                    yield sse.frame(finishing)
+                    closing = sse.frame(finishing)
                     if chat.include_usage:
-                        yield sse.frame(writer.usage(event.completion.usage, event.trace))
+                        closing += sse.frame(writer.usage(event.completion.usage, event.trace))
                     break
                 event = await anext(events)
         except GatewayError as exc:
-            yield sse.error_frame(exc)
+            closing = sse.error_frame(exc)
         except Exception:
             log.exception("stream failed")
-            yield sse.error_frame(UpstreamError("The stream failed inside the gateway."))
+            closing = sse.error_frame(UpstreamError("The stream failed inside the gateway."))
     # After the engine is closed, so the trace is recorded before the client sees the end.
-    yield sse.DONE
+    yield sse.Last(opening + closing + sse.DONE)

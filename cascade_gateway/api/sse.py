@@ -39,13 +39,18 @@ def frame(data: Mapping[str, Any], event: str | None = None) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
 
 
+class Last(bytes):
+    """The stream's last frames: sent together with the end of the body, in one write."""
+
+
 def error_frame(exc: GatewayError, event: str | None = None) -> bytes:
     """An OpenAI-shaped error body as an event; the openai SDK raises it as an APIError."""
     return frame(exc.to_body(), event=event)
 
 
 class EventStream(Response):
-    """A `200 text/event-stream` response that sends `frames` as they come.
+    """A `200 text/event-stream` response that sends `frames` as they come; a `Last` frame
+    ends the body in the same write.
 
     A Starlette `Response` only so that FastAPI routes return it as is (like Starlette's own
     `StreamingResponse`, it sends itself and has no body to render).
@@ -79,11 +84,16 @@ class EventStream(Response):
         assert streaming is not None
         watcher = loop.create_task(self._watch(receive, send, streaming))
         try:
+            ended = False
             async with aclosing(self.frames) as frames:
                 async for data in frames:
                     self._last_sent = loop.time()
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    ended = isinstance(data, Last)
+                    await send({"type": "http.response.body", "body": data, "more_body": not ended})
+                    if ended:
+                        break
+            if not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not self._client_left:
                 raise

@@ -21,7 +21,7 @@ from cascade_gateway.budget.meter import UNMETERED, Meter
 from cascade_gateway.cascade.assemble import Assembler
 from cascade_gateway.cascade.trace import Attempt, Trace
 from cascade_gateway.config import ResolvedModel
-from cascade_gateway.domain import ChatRequest, Completion, Delta, Usage
+from cascade_gateway.domain import ChatRequest, Completion, Delta, Usage, merge_deltas
 from cascade_gateway.errors import (
     BudgetExceeded,
     ModelNotFound,
@@ -224,7 +224,7 @@ class CascadeEngine:
                         raise
                     attempt, completion, held = fallback
                     if not provisional:
-                        for delta in held:
+                        for delta in _released(held):
                             self._mark_first_output(trace, start, delta)
                             yield Output(attempt.tier, attempt.model, delta)
                     self._degrade(trace, route, attempt)
@@ -273,7 +273,7 @@ class CascadeEngine:
                         fallback = (attempt, completion, held)
                         continue
                     if not provisional:
-                        for delta in held:
+                        for delta in _released(held):
                             self._mark_first_output(trace, start, delta)
                             yield Output(index, tier.model.alias, delta)
                 self._serve(trace, route, attempt)
@@ -401,6 +401,14 @@ class CascadeEngine:
 def _tier_request(request: ChatRequest, tier: Tier, validated: bool) -> ChatRequest:
     # Logprobs feed the validator, which only judges validated tiers.
     return request.with_logprobs() if validated and tier.model.logprobs else request
+
+
+def _released(held: list[Delta]) -> list[Delta]:
+    """A held answer as the client gets it: its content in one delta (it is all there, so
+    sending it piece by piece would only cost writes), then the closing delta."""
+    body = [delta for delta in held if not delta.finish_reason]
+    closing = [delta for delta in held if delta.finish_reason]
+    return [merge_deltas(body), *closing] if body else closing
 
 
 def _prompt_only(request: ChatRequest) -> Usage:

@@ -125,8 +125,11 @@ class UpstreamClient:
                 provider=self.provider,
             ) from exc
 
-    async def post_events(self, path: str, body: Mapping[str, Any]) -> AsyncIterator[SseEvent]:
-        """POST `body` and yield the server-sent events of the answer.
+    async def post_events(
+        self, path: str, body: Mapping[str, Any]
+    ) -> AsyncIterator[list[SseEvent]]:
+        """POST `body` and yield the server-sent events of the answer, as they arrived: one
+        list per network read, so that events which came together can be handled together.
 
         Closing the iterator early closes the connection, which aborts the upstream call.
         """
@@ -135,8 +138,8 @@ class UpstreamClient:
                 if response.status >= 400:
                     payload = await response.read()
                     raise self._status_error(response.status, response.headers, payload)
-                async for event in _events(response.content):
-                    yield event
+                async for events in _events(response.content):
+                    yield events
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._transport_error(exc) from exc
 
@@ -190,20 +193,22 @@ class UpstreamClient:
         return ProviderError(f"connection failed: {exc}", provider=self.provider)
 
 
-async def _events(content: aiohttp.StreamReader) -> AsyncIterator[SseEvent]:
-    """Server-sent events from a byte stream (the WHATWG rules: `data:` lines join with
-    newlines, a blank line ends an event, lines starting with `:` are comments)."""
+async def _events(content: aiohttp.StreamReader) -> AsyncIterator[list[SseEvent]]:
+    """Server-sent events from a byte stream, a list per read that completed any (the WHATWG
+    rules: `data:` lines join with newlines, a blank line ends an event, lines starting with
+    `:` are comments)."""
     buffer = b""
     name: str | None = None
     data: list[str] = []
     async for chunk in content.iter_any():
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
+        events: list[SseEvent] = []
         for raw in lines:
             line = raw.rstrip(b"\r").decode("utf-8")
             if not line:
                 if data:
-                    yield SseEvent(name, "\n".join(data))
+                    events.append(SseEvent(name, "\n".join(data)))
                 name, data = None, []
                 continue
             field, _, value = line.partition(":")
@@ -212,5 +217,7 @@ async def _events(content: aiohttp.StreamReader) -> AsyncIterator[SseEvent]:
                 data.append(value)
             elif field == "event":
                 name = value
+        if events:
+            yield events
     # An event the stream ended in the middle of is dropped, as the SSE rules say: the adapters
     # then see a stream that ended before it said why, and report that.

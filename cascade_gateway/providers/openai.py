@@ -27,6 +27,7 @@ from cascade_gateway.domain import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    merge_deltas,
 )
 from cascade_gateway.errors import ProviderError
 from cascade_gateway.providers.http import SseEvent, UpstreamClient
@@ -264,12 +265,28 @@ class OpenAIProvider:
         mapper = ChatChunkMapper(request, self.name)
         body = _body(model, request) | {"stream": True, "stream_options": {"include_usage": True}}
         # Leaving this loop early (the consumer closed us) closes the HTTP response.
-        async with aclosing(self._http.post_events("/chat/completions", body)) as events:
-            async for event in events:
-                if event.data == "[DONE]":
+        async with aclosing(self._http.post_events("/chat/completions", body)) as reads:
+            async for events in reads:
+                deltas: list[Delta] = []
+                ended: ProviderError | bool = False
+                for event in events:
+                    if event.data == "[DONE]":
+                        ended = True
+                        break
+                    try:
+                        deltas += mapper.feed(self._chunk(event))
+                    except ProviderError as exc:
+                        ended = exc
+                        break
+                if deltas:
+                    # What arrived in one read is passed on as one delta (every step after
+                    # this one, down to the write to the client, costs per delta), before
+                    # any error that came with it: what was produced is billed.
+                    yield deltas[0] if len(deltas) == 1 else merge_deltas(deltas)
+                if isinstance(ended, ProviderError):
+                    raise ended
+                if ended:
                     break
-                for delta in mapper.feed(self._chunk(event)):
-                    yield delta
         yield mapper.finish()
 
     def _chunk(self, event: SseEvent) -> Any:

@@ -51,6 +51,22 @@ async def test_frames_go_out_in_order_and_the_body_ends():
     assert client.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
 
 
+async def test_a_last_frame_goes_out_with_the_end_of_the_body():
+    async def frames() -> AsyncIterator[bytes]:
+        yield sse.frame({"n": 1})
+        yield sse.Last(sse.frame({"n": 2}) + sse.DONE)
+
+    client = Client()
+    await sse.EventStream(frames())({"type": "http"}, client.receive, client.send)
+
+    assert client.sent[-1] == {
+        "type": "http.response.body",
+        "body": b'data: {"n":2}\n\ndata: [DONE]\n\n',
+        "more_body": False,
+    }
+    assert len(client.sent) == 3
+
+
 async def test_a_quiet_stream_is_kept_alive_with_comment_pings():
     async def frames() -> AsyncIterator[bytes]:
         await asyncio.sleep(0.35)

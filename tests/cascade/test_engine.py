@@ -234,6 +234,17 @@ async def test_stream_releases_an_accepted_draft_only_after_validation(engine, s
     assert events[-1].trace.outcome == "accepted"
 
 
+async def test_stream_releases_an_accepted_draft_in_one_delta_then_the_closing_one(
+    engine, scripted, recorder
+):
+    scripted.enqueue("draft-model", GOOD)
+
+    outputs = [e for e in await collect(engine, "default") if isinstance(e, Output)]
+
+    assert [o.delta.text for o in outputs] == [GOOD, ""]
+    assert outputs[-1].delta.finish_reason == "stop"
+
+
 async def test_stream_never_sends_text_of_a_rejected_draft(engine, scripted, recorder):
     scripted.enqueue("draft-model", HEDGE)
     scripted.enqueue("strong-model", GOOD)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cascade_gateway.domain import ChatRequest, Delta, ToolCall, ToolCallDelta
+from cascade_gateway.domain import ChatRequest, Delta, ToolCall, ToolCallDelta, merge_deltas
 from cascade_gateway.errors import ProviderError
 from cascade_gateway.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicProvider
 from tests.providers.wire import (
@@ -410,11 +410,14 @@ async def test_stream_maps_text_and_tool_use_then_one_final_delta(
     deltas = await collect(anthropic_provider)
 
     assert "".join(d.text for d in deltas) == "Let me check."
-    assert [c for d in deltas for c in d.tool_calls] == [
-        ToolCallDelta(0, id="toolu_01T1x1fJ34qAmk2tNTrN7Up6", name="get_weather"),
-        ToolCallDelta(0, arguments='{"city": '),
-        ToolCallDelta(0, arguments='"Paris"}'),
-    ]
+    assert merge_deltas(deltas[:-1]).tool_calls == (
+        ToolCallDelta(
+            0,
+            id="toolu_01T1x1fJ34qAmk2tNTrN7Up6",
+            name="get_weather",
+            arguments='{"city": "Paris"}',
+        ),
+    )
     final = deltas[-1]
     assert final.finish_reason == "tool_calls"
     assert final.usage is not None

@@ -7,7 +7,14 @@ from email.utils import format_datetime
 
 import pytest
 
-from cascade_gateway.domain import ChatRequest, Delta, TokenLogprob, ToolCall, ToolCallDelta
+from cascade_gateway.domain import (
+    ChatRequest,
+    Delta,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+    merge_deltas,
+)
 from cascade_gateway.errors import ProviderError
 from cascade_gateway.providers.http import parse_retry_after
 from cascade_gateway.providers.openai import OpenAIProvider
@@ -216,8 +223,11 @@ async def test_stream_yields_text_then_one_final_delta_with_finish_and_usage(
 
     deltas = await collect(openai_provider, HELLO.with_logprobs())
 
-    assert [d.text for d in deltas[:-1]] == ["Hel", "lo"]
-    assert deltas[0].logprobs == (TokenLogprob("Hel", -0.1),)
+    assert "".join(d.text for d in deltas[:-1]) == "Hello"
+    assert [lp for d in deltas[:-1] for lp in d.logprobs] == [
+        TokenLogprob("Hel", -0.1),
+        TokenLogprob("lo", -0.2),
+    ]
     final = deltas[-1]
     assert final.finish_reason == "stop"
     assert final.usage is not None
@@ -257,15 +267,39 @@ async def test_stream_maps_tool_call_fragments_by_index(
         openai_provider, ChatRequest(messages=HELLO.messages, tools=[WEATHER_TOOL])
     )
 
-    fragments = [call for delta in deltas for call in delta.tool_calls]
-    assert fragments == [
-        ToolCallDelta(0, id="call_a", name="get_weather"),
-        ToolCallDelta(0, arguments='{"city": '),
-        ToolCallDelta(0, arguments='"Paris"}'),
-        ToolCallDelta(1, id="call_b", name="get_weather"),
-        ToolCallDelta(1, arguments='{"city": "Rome"}'),
-    ]
+    assert merge_deltas(deltas[:-1]).tool_calls == (
+        ToolCallDelta(0, id="call_a", name="get_weather", arguments='{"city": "Paris"}'),
+        ToolCallDelta(1, id="call_b", name="get_weather", arguments='{"city": "Rome"}'),
+    )
     assert deltas[-1].finish_reason == "tool_calls"
+
+
+async def test_stream_passes_on_chunks_that_arrived_together_as_one_delta(
+    openai_upstream: FakeUpstream, openai_provider: OpenAIProvider
+) -> None:
+    openai_upstream.sse(
+        openai_sse(
+            openai_chunk({"content": "Hel"}),
+            openai_chunk({"content": "lo"}),
+            openai_chunk({}, "stop"),
+        )
+    )
+
+    deltas = await collect(openai_provider)
+
+    assert [d.text for d in deltas] == ["Hello", ""]
+
+
+async def test_stream_passes_on_chunks_that_arrived_apart_as_they_came(
+    openai_upstream: FakeUpstream, openai_provider: OpenAIProvider
+) -> None:
+    pieces = [openai_chunk({"content": "Hel"}), openai_chunk({"content": "lo"})]
+    chunks = [openai_sse(piece, done=False) for piece in pieces]
+    openai_upstream.stream(ByteStream([*chunks, openai_sse(openai_chunk({}, "stop"))], 0.02))
+
+    deltas = await collect(openai_provider)
+
+    assert [d.text for d in deltas] == ["Hel", "lo", ""]
 
 
 async def test_stream_counts_usage_when_upstream_reports_none(

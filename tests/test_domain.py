@@ -1,0 +1,39 @@
+"""The domain's own helpers: merging stream deltas."""
+
+from __future__ import annotations
+
+from cascade_gateway.domain import Delta, TokenLogprob, ToolCallDelta, Usage, merge_deltas
+
+
+def test_merged_deltas_join_text_and_logprobs_in_order():
+    merged = merge_deltas(
+        [
+            Delta(text="Hel", logprobs=(TokenLogprob("Hel", -0.1),)),
+            Delta(text="lo", logprobs=(TokenLogprob("lo", -0.2),)),
+        ]
+    )
+
+    assert merged.text == "Hello"
+    assert merged.logprobs == (TokenLogprob("Hel", -0.1), TokenLogprob("lo", -0.2))
+
+
+def test_merged_deltas_fold_each_tool_calls_fragments_into_one():
+    merged = merge_deltas(
+        [
+            Delta(tool_calls=(ToolCallDelta(0, id="call_a", name="get_weather"),)),
+            Delta(tool_calls=(ToolCallDelta(0, arguments='{"city": '),)),
+            Delta(tool_calls=(ToolCallDelta(1, id="call_b", name="get_time", arguments="{}"),)),
+            Delta(tool_calls=(ToolCallDelta(0, arguments='"Paris"}'),)),
+        ]
+    )
+
+    assert merged.tool_calls == (
+        ToolCallDelta(0, id="call_a", name="get_weather", arguments='{"city": "Paris"}'),
+        ToolCallDelta(1, id="call_b", name="get_time", arguments="{}"),
+    )
+
+
+def test_merged_deltas_keep_the_finish_reason_and_usage_they_carry():
+    merged = merge_deltas([Delta(text="Hi"), Delta(finish_reason="stop", usage=Usage(3, 1))])
+
+    assert (merged.text, merged.finish_reason, merged.usage) == ("Hi", "stop", Usage(3, 1))
