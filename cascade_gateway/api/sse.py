@@ -6,9 +6,9 @@ silent cut.
 
 The response is a bare ASGI app rather than sse-starlette's `EventSourceResponse`: that one runs
 an anyio task group per stream (four tasks and their cancel scopes), which measured as a tenth
-of a worker's time when streaming under load. Here one helper task per stream does both of the
-jobs that need one: it notices the client leaving (and cancels the stream, which cancels the
-upstream call) and sends a comment ping when the stream has been quiet for `PING_SECONDS`.
+of a worker's time when streaming under load. Here one helper task per stream notices the
+client leaving (and cancels the stream, which cancels the upstream call), and one timer sends a
+comment ping when the stream has been quiet for `PING_SECONDS`.
 """
 
 from __future__ import annotations
@@ -74,20 +74,19 @@ class EventStream(Response):
         ]
         self.ping_s = ping_s
         self._client_left = False
-        self._last_sent = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         loop = asyncio.get_running_loop()
-        self._last_sent = loop.time()
         streaming = asyncio.current_task()
         assert streaming is not None
-        watcher = loop.create_task(self._watch(receive, send, streaming))
+        watcher = loop.create_task(self._watch(receive, streaming))
+        pinger = _Pinger(loop, send, self.ping_s)
         try:
             ended = False
             async with aclosing(self.frames) as frames:
                 async for data in frames:
-                    self._last_sent = loop.time()
+                    pinger.sent()
                     ended = isinstance(data, Last)
                     await send({"type": "http.response.body", "body": data, "more_body": not ended})
                     if ended:
@@ -101,21 +100,44 @@ class EventStream(Response):
             streaming.uncancel()
         finally:
             watcher.cancel()
+            pinger.stop()
 
-    async def _watch(self, receive: Receive, send: Send, streaming: asyncio.Task[Any]) -> None:
-        loop = asyncio.get_running_loop()
+    async def _watch(self, receive: Receive, streaming: asyncio.Task[Any]) -> None:
         while True:
-            try:
-                message = await asyncio.wait_for(receive(), self.ping_s)
-            except TimeoutError:
-                if loop.time() - self._last_sent >= self.ping_s:
-                    self._last_sent = loop.time()
-                    await send({"type": "http.response.body", "body": _PING, "more_body": True})
-                continue
+            message = await receive()
             if message["type"] == "http.disconnect":
                 self._client_left = True
                 streaming.cancel()
                 return
+
+
+class _Pinger:
+    """Sends a comment ping whenever the stream has been quiet for `ping_s`: one timer per
+    stream, re-armed for the next moment a ping could be due."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, send: Send, ping_s: float) -> None:
+        self._loop = loop
+        self._send = send
+        self._ping_s = ping_s
+        self._last_sent = loop.time()
+        self._sending: asyncio.Task[None] | None = None
+        self._timer = loop.call_at(self._last_sent + ping_s, self._due)
+
+    def sent(self) -> None:
+        """Something just went out: the stream is not quiet."""
+        self._last_sent = self._loop.time()
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        if self._sending is not None:
+            self._sending.cancel()
+
+    def _due(self) -> None:
+        if self._loop.time() - self._last_sent >= self._ping_s:
+            self._last_sent = self._loop.time()
+            message = {"type": "http.response.body", "body": _PING, "more_body": True}
+            self._sending = self._loop.create_task(self._send(message))
+        self._timer = self._loop.call_at(self._last_sent + self._ping_s, self._due)
 
 
 def response(frames: AsyncIterator[bytes], headers: Mapping[str, str] | None = None) -> EventStream:

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from cascade_gateway.errors import ProviderError
 
@@ -98,6 +99,7 @@ class UpstreamClient:
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
+        self._urls: dict[str, URL] = {}
         self._headers = {"content-type": "application/json", **headers}
         self._error_message = error_message
         self._error_body = error_body
@@ -161,11 +163,11 @@ class UpstreamClient:
                 # one must never ride along on another's (and keeping none costs nothing).
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
-        return self._session.post(
-            self.base_url + path,
-            data=orjson.dumps(body),
-            headers={"accept": accept},
-        )
+        url = self._urls.get(path)
+        if url is None:
+            # Parsed once per path: aiohttp would parse the string on every call.
+            url = self._urls[path] = URL(self.base_url + path)
+        return self._session.post(url, data=orjson.dumps(body), headers={"accept": accept})
 
     def _status_error(
         self, status: int, headers: Mapping[str, str], payload: bytes

@@ -164,7 +164,7 @@ class LiteLLMProvider:
             response = await self._litellm.acompletion(**self._arguments(model, request))
         except OPENAI_ERRORS as exc:
             raise translate_openai_error(exc, self.name) from exc
-        return completion_from_chat(response, request, model=model, provider=self.name)
+        return completion_from_chat(_as_dict(response), request, model=model, provider=self.name)
 
     async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[Delta]:
         """Stream deltas; the last one carries finish_reason and usage."""
@@ -177,7 +177,7 @@ class LiteLLMProvider:
                 stream_options={"include_usage": True},
             )
             async for chunk in chunks:
-                for delta in mapper.feed(chunk):
+                for delta in mapper.feed(_as_dict(chunk)):
                     yield delta
         except OPENAI_ERRORS as exc:
             raise translate_openai_error(exc, self.name) from exc
@@ -189,3 +189,10 @@ class LiteLLMProvider:
 
     async def aclose(self) -> None:
         """Nothing of ours to release: litellm's HTTP clients are shared by the process."""
+
+
+def _as_dict(response: Any) -> Any:
+    """litellm's response object as the decoded JSON the OpenAI mapping reads."""
+    if isinstance(response, dict):
+        return response
+    return response.model_dump(warnings=False)

@@ -82,25 +82,20 @@ def counted_usage(
     )
 
 
-def _field(obj: Any, name: str) -> Any:
-    """`name` of an SDK model or of a plain dict (litellm hands back either), else None."""
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
-
-
-def _usage(raw: Any) -> Usage | None:
-    prompt, completion = _field(raw, "prompt_tokens"), _field(raw, "completion_tokens")
+def _usage(raw: dict[str, Any] | None) -> Usage | None:
+    if not raw:
+        return None
+    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
     if prompt is None and completion is None:
         return None
     return Usage(input_tokens=prompt or 0, output_tokens=completion or 0)
 
 
-def _logprobs(raw: Any) -> list[TokenLogprob] | None:
-    content = _field(raw, "content")
+def _logprobs(raw: dict[str, Any] | None) -> list[TokenLogprob] | None:
+    content = raw.get("content") if raw else None
     if content is None:
         return None
-    return [TokenLogprob(_field(item, "token"), _field(item, "logprob")) for item in content]
+    return [TokenLogprob(item["token"], item["logprob"]) for item in content]
 
 
 def _finish_reason(raw: str) -> str:
@@ -110,39 +105,50 @@ def _finish_reason(raw: str) -> str:
 def completion_from_chat(
     response: Any, request: ChatRequest, *, model: str, provider: str
 ) -> Completion:
-    """Map a chat-completions response (openai or litellm object) to a `Completion`.
+    """Map a chat-completions response (decoded JSON) to a `Completion`.
 
     Raises `ProviderError` if `response` is not one (a non-JSON body reaches us as a string).
     """
-    choices = _field(response, "choices")
+    choices = response.get("choices") if isinstance(response, dict) else None
     if not choices:
         raise ProviderError(
             f"upstream answered without choices: {str(response)[:200]!r}", provider=provider
         )
-    choice = choices[0]
-    message = _field(choice, "message")
-    text = _field(message, "content") or ""
+    try:
+        return _completion(response, choices[0], request, model)
+    except (AttributeError, TypeError, KeyError) as exc:
+        raise ProviderError(
+            f"malformed chat completion from upstream ({type(exc).__name__}: {exc})",
+            provider=provider,
+        ) from exc
+
+
+def _completion(
+    response: dict[str, Any], choice: dict[str, Any], request: ChatRequest, model: str
+) -> Completion:
+    message = choice.get("message") or {}
+    text = message.get("content") or ""
     tool_calls = [
         ToolCall(
-            id=_field(call, "id") or "",
-            name=_field(function, "name") or "",
-            arguments=_field(function, "arguments") or "",
+            id=call.get("id") or "",
+            name=function.get("name") or "",
+            arguments=function.get("arguments") or "",
         )
-        for call in _field(message, "tool_calls") or ()
-        if (function := _field(call, "function")) is not None
+        for call in message.get("tool_calls") or ()
+        if (function := call.get("function")) is not None
     ]
-    raw_finish = _field(choice, "finish_reason")
+    raw_finish = choice.get("finish_reason")
     finish_reason = (
         _finish_reason(raw_finish) if raw_finish else ("tool_calls" if tool_calls else "stop")
     )
-    usage = _usage(_field(response, "usage")) or counted_usage(request, text, tool_calls)
+    usage = _usage(response.get("usage")) or counted_usage(request, text, tool_calls)
     return Completion(
         text=text,
         finish_reason=finish_reason,
         usage=usage,
-        model=_field(response, "model") or model,
+        model=response.get("model") or model,
         tool_calls=tool_calls,
-        logprobs=_logprobs(_field(choice, "logprobs")),
+        logprobs=_logprobs(choice.get("logprobs")),
     )
 
 
@@ -163,37 +169,47 @@ class ChatChunkMapper:
         self._text: list[str] = []
         self._tool_calls: list[ToolCallDelta] = []
 
-    def feed(self, chunk: Any) -> list[Delta]:
-        """The deltas worth yielding for one chunk (none for a usage-only or empty chunk)."""
+    def feed(self, chunk: dict[str, Any]) -> list[Delta]:
+        """The deltas worth yielding for one chunk (decoded JSON; none for a usage-only or
+        empty chunk)."""
+        try:
+            return self._feed(chunk)
+        except (AttributeError, TypeError, KeyError) as exc:
+            raise ProviderError(
+                f"malformed chunk from upstream ({type(exc).__name__}: {exc})",
+                provider=self._provider,
+            ) from exc
+
+    def _feed(self, chunk: dict[str, Any]) -> list[Delta]:
         # vLLM can report usage on every chunk; the last report is the total.
-        self._usage = _usage(_field(chunk, "usage")) or self._usage
+        self._usage = _usage(chunk.get("usage")) or self._usage
         deltas = []
-        for choice in _field(chunk, "choices") or ():
-            if (_field(choice, "index") or 0) != 0:
+        for choice in chunk.get("choices") or ():
+            if (choice.get("index") or 0) != 0:
                 continue
             delta = self._delta(choice)
             if delta.text or delta.tool_calls or delta.logprobs:
                 deltas.append(delta)
-            if raw_finish := _field(choice, "finish_reason"):
+            if raw_finish := choice.get("finish_reason"):
                 self._finish_reason = _finish_reason(raw_finish)
         return deltas
 
-    def _delta(self, choice: Any) -> Delta:
-        raw = _field(choice, "delta")
-        text = _field(raw, "content") or ""
+    def _delta(self, choice: dict[str, Any]) -> Delta:
+        raw = choice.get("delta") or {}
+        text = raw.get("content") or ""
         calls = tuple(
             ToolCallDelta(
-                index=index if (index := _field(call, "index")) is not None else position,
-                id=_field(call, "id"),
-                name=_field(function, "name"),
-                arguments=_field(function, "arguments") or "",
+                index=index if (index := call.get("index")) is not None else position,
+                id=call.get("id"),
+                name=function.get("name"),
+                arguments=function.get("arguments") or "",
             )
-            for position, call in enumerate(_field(raw, "tool_calls") or ())
-            if (function := _field(call, "function")) is not None
+            for position, call in enumerate(raw.get("tool_calls") or ())
+            if (function := call.get("function")) is not None
         )
         self._text.append(text)
         self._tool_calls.extend(calls)
-        logprobs = tuple(_logprobs(_field(choice, "logprobs")) or ())
+        logprobs = tuple(_logprobs(choice.get("logprobs")) or ())
         return Delta(text=text, tool_calls=calls, logprobs=logprobs)
 
     def finish(self) -> Delta:

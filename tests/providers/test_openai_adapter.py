@@ -323,6 +323,24 @@ async def test_stream_counts_usage_when_upstream_reports_none(
     assert sum(d.usage is not None for d in deltas) == 1
 
 
+async def test_a_malformed_chunk_is_an_upstream_error(
+    openai_upstream: FakeUpstream, openai_provider: OpenAIProvider
+) -> None:
+    openai_upstream.sse(openai_sse({"choices": ["not an object"]}))
+
+    with pytest.raises(ProviderError, match="malformed chunk"):
+        await collect(openai_provider)
+
+
+async def test_a_malformed_completion_is_an_upstream_error(
+    openai_upstream: FakeUpstream, openai_provider: OpenAIProvider
+) -> None:
+    openai_upstream.json({"choices": [{"message": "not an object"}]})
+
+    with pytest.raises(ProviderError, match="malformed chat completion"):
+        await openai_provider.complete("gpt-4o-mini", HELLO)
+
+
 async def test_stream_cut_before_finish_reason_raises(
     openai_upstream: FakeUpstream, openai_provider: OpenAIProvider
 ) -> None:
