@@ -181,7 +181,8 @@ class CascadeEngine:
                     self._interrupt(attempt, exc)
                     raise
                 finally:
-                    await _shielded(meter.settle(hold, attempt.cost_usd))
+                    if meter is not UNMETERED:  # which has nothing to settle
+                        await _shielded(meter.settle(hold, attempt.cost_usd))
                 attempt.finish_reason = completion.finish_reason
                 if not validated or await self._accepts(route, request, completion, attempt):
                     self._serve(trace, route, attempt)
@@ -264,7 +265,8 @@ class CascadeEngine:
                     self._interrupt(attempt, exc)
                     raise
                 finally:
-                    await _shielded(meter.settle(hold, attempt.cost_usd))
+                    if meter is not UNMETERED:  # which has nothing to settle
+                        await _shielded(meter.settle(hold, attempt.cost_usd))
                 attempt.finish_reason = completion.finish_reason
                 if validated:
                     accepted = await self._accepts(route, request, completion, attempt)

@@ -152,6 +152,10 @@ class Trace:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view, with the derived totals spelled out."""
+        # The totals are computed once here: this runs for every request (its ledger row).
+        cost = self.cost_usd
+        savings = self.baseline_cost_usd - cost
+        verdict = draft.verdict if (draft := self.draft) is not None else None
         return {
             "request_id": self.request_id,
             "route": self.route,
@@ -168,17 +172,19 @@ class Trace:
             "attempts": [_attempt_dict(a) for a in self.attempts],
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
-            "cost_usd": self.cost_usd,
+            "cost_usd": cost,
             "draft_cost_usd": self.draft_cost_usd,
             "verifier_cost_usd": self.verifier_cost_usd,
             "baseline_model": self.baseline_model,
             "baseline_cost_usd": self.baseline_cost_usd,
             "baseline_estimated": self.baseline_estimated,
-            "savings_usd": self.savings_usd,
-            "savings_pct": self.savings_pct,
-            "quality_score": self.quality_score,
-            "quality_threshold": self.quality_threshold,
-            "rejection_reason": self.rejection_reason,
+            "savings_usd": savings,
+            "savings_pct": 100.0 * savings / self.baseline_cost_usd
+            if self.baseline_cost_usd
+            else 0.0,
+            "quality_score": verdict.score if verdict else None,
+            "quality_threshold": verdict.threshold if verdict else None,
+            "rejection_reason": verdict.reason if verdict else None,
             "timing_ms": self.stage_ms(),
             "ttft_ms": self.ttft_ms,
             "error": self.error,

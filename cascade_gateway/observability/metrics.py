@@ -116,8 +116,8 @@ _pending = _Pending()
 
 
 def _add(metric: Counter | Gauge, labels: tuple[str, ...], amount: float = 1.0) -> None:
+    """Add to a counter, in memory; the caller then calls `_pending.later.request()` once."""
     _pending.amounts[metric, labels] += amount
-    _pending.later.request()
 
 
 def flush() -> None:
@@ -159,11 +159,13 @@ def observe(trace: Trace) -> None:
                 STAGE.labels(stage).observe(ms / 1000)
         if trace.quality_score is not None:
             SCORE.labels(cascade).observe(trace.quality_score)
+    _pending.later.request()
 
 
 def count_refusal(route: str) -> None:
     """A request refused before it reached the cascade (rate limited)."""
     _add(REQUESTS, (route, "rejected"))
+    _pending.later.request()
 
 
 def render() -> tuple[bytes, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -140,8 +141,11 @@ class UpstreamClient:
                 if response.status >= 400:
                     payload = await response.read()
                     raise self._status_error(response.status, response.headers, payload)
-                async for events in _events(response.content):
-                    yield events
+                # Closed here, not left to the garbage collector (which would spend a task on
+                # it): the adapters stop reading at `[DONE]`, before the body has ended.
+                async with aclosing(_events(response.content)) as reads:
+                    async for events in reads:
+                        yield events
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._transport_error(exc) from exc
 

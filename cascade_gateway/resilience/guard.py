@@ -150,8 +150,9 @@ class GuardedProvider:
                 async with (
                     self._admission.slot(),
                     contextlib.aclosing(self._inner.stream(model, request)) as deltas,
+                    contextlib.aclosing(self._deadlined(deltas, time.monotonic())) as guarded,
                 ):
-                    async for delta in self._deadlined(deltas, time.monotonic()):
+                    async for delta in guarded:
                         passed_on = True
                         yield delta
                 self._breaker.record(True)
