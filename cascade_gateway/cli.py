@@ -37,7 +37,6 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from cascade_gateway.api.http11 import GatewayHttpProtocol
     from cascade_gateway.observability.logs import configure_logging
 
     config = load_or_exit(args.config)
@@ -49,7 +48,6 @@ def _serve(args: argparse.Namespace) -> int:
     # exit 143; a drained shutdown is a success, so that re-raised signal is absorbed here.
     signal.signal(signal.SIGTERM, lambda *_: None)
     options = {
-        "http": GatewayHttpProtocol,
         "log_config": None,
         "log_level": args.log_level or config.log.level,
         "access_log": args.access_log,
