@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import anyio
+
 from cascade_gateway.accounting.ledger import Ledger
 from cascade_gateway.budget.budgets import Budgets
 from cascade_gateway.cascade.trace import Trace
@@ -25,19 +27,29 @@ class Accountant:
 
     async def record(self, trace: Trace) -> None:
         """Write the request to the ledger, count its tokens against the key's TPM, and
-        report it to metrics and the request log."""
-        await self._ledger.record(trace)
+        report it to metrics and the request log.
+
+        Runs to the end even if the request's task is cancelled meanwhile: the steps that can
+        wait (a ledger write that is due, the key's counters) are shielded. Most requests have
+        none, and then no cancel scope is paid for.
+        """
+        write_due = self._ledger.queue(trace)
         metrics.observe(trace)
         _describe(trace)
         key = trace.key
-        if key is None:
+        spend = key is not None and key.tpm is not None
+        gauge = key is not None and key.budget_usd is not None and self._gauge_due(key.id)
+        if not (write_due or spend or gauge):
             return
-        if key.tpm is not None:
-            used = trace.input_tokens + trace.output_tokens
-            await self._limiter.spend_tokens(key.id, key.tpm, used)
-        if key.budget_usd is not None and self._gauge_due(key.id):
-            status = await self._budgets.status(key)
-            metrics.BUDGET_REMAINING.labels(key.name).set(status["remaining_usd"])
+        with anyio.CancelScope(shield=True):
+            if write_due:
+                await self._ledger.write_due()
+            if spend:
+                used = trace.input_tokens + trace.output_tokens
+                await self._limiter.spend_tokens(key.id, key.tpm, used)
+            if gauge:
+                status = await self._budgets.status(key)
+                metrics.BUDGET_REMAINING.labels(key.name).set(status["remaining_usd"])
 
     def _gauge_due(self, key_id: str) -> bool:
         """At most one budget read per key per second: the gauge is for dashboards, and the

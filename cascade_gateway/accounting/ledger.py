@@ -152,11 +152,21 @@ class Ledger:
 
         Never raises for the database: a failed write is logged and retried.
         """
+        if self.queue(trace):
+            await self.write_due()
+
+    def queue(self, trace: Trace) -> bool:
+        """Queue one request and its attempts, without waiting; True when a write is due now
+        (then `write_due()`), else the write happens within `flush_interval_s`."""
         self._queue.append(_entry(trace))
         if self._interval <= 0 or len(self._queue) >= self._max_batch:
-            await self._flush_or_retry_later()
-        else:
-            self._schedule(self._interval)
+            return True
+        self._schedule(self._interval)
+        return False
+
+    async def write_due(self) -> None:
+        """The write `queue` said is due; a failed write is logged and retried later."""
+        await self._flush_or_retry_later()
 
     async def flush(self) -> None:
         """Write every queued row now, in one transaction; on failure they stay queued."""

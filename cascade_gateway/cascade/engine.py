@@ -64,7 +64,11 @@ class Route:
 
 
 class TraceSink(Protocol):
-    """Where finished traces go (accounting): called once per request, however it ended."""
+    """Where finished traces go (accounting): called once per request, however it ended.
+
+    `record` may be called while the request's task is being cancelled: whatever in it can
+    wait must shield itself, so that the trace is never half recorded.
+    """
 
     async def record(self, trace: Trace) -> None: ...
 
@@ -195,7 +199,7 @@ class CascadeEngine:
             raise
         finally:
             trace.total_ms = self._ms_since(start)
-            await _shielded(self._sink.record(trace))
+            await self._sink.record(trace)
 
     async def stream(
         self,
@@ -289,7 +293,7 @@ class CascadeEngine:
             raise
         finally:
             trace.total_ms = self._ms_since(start)
-            await _shielded(self._sink.record(trace))
+            await self._sink.record(trace)
 
     def _new_trace(
         self, route: Route, request_id: str, *, streamed: bool, key: Payer | None

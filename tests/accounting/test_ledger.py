@@ -77,6 +77,16 @@ async def test_a_full_batch_is_written_at_once(db):
     assert attempts["n"] == 3
 
 
+async def test_queueing_says_when_a_write_is_due_and_waits_for_nothing(db):
+    ledger = Ledger(db, flush_interval_s=60, max_batch=2)
+
+    assert ledger.queue(a_trace("r1")) is False
+    assert ledger.queue(a_trace("r2")) is True
+    assert await rows_in(db) == 0
+    await ledger.write_due()
+    assert await rows_in(db) == 2
+
+
 async def test_reads_see_rows_still_queued(db):
     ledger = Ledger(db, flush_interval_s=60)
     await ledger.record(a_trace("r1", cost_usd=0.25))
