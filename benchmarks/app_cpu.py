@@ -24,13 +24,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import orjson
 import uvloop
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import load
+import load  # the load benchmark's config, answer and request: both measure the same
+import loadgen
 
 
 class Driver:
@@ -110,13 +110,6 @@ async def measure(driver: Driver, body: bytes, requests: int, concurrency: int) 
     return (time.process_time() - started) / requests * 1e6
 
 
-def chat_body(model: str, stream: bool) -> bytes:
-    body = {"model": model, "messages": [{"role": "user", "content": load.PROMPT}]}
-    if stream:
-        body["stream"] = True
-    return orjson.dumps(body)
-
-
 async def run(args: argparse.Namespace, upstream_v1: str, folder: Path) -> None:
     config_path = folder / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(load.gateway_config(upstream_v1, folder, "info")))
@@ -132,7 +125,7 @@ async def run(args: argparse.Namespace, upstream_v1: str, folder: Path) -> None:
     ]
     print(f"{'point':<22} {'mode':<5} {'cpu µs/req (best)':>18}  all runs")
     for name, model, stream in points:
-        body = chat_body(model, stream)
+        body = loadgen.chat_body(model, stream)
         await measure(driver, body, args.requests // 5, args.concurrency)  # warm up
         runs = [
             await measure(driver, body, args.requests, args.concurrency)

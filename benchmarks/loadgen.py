@@ -38,11 +38,16 @@ _DONE = b"data: [DONE]"
 _GRACE_S = 10.0
 
 
-def request_bytes(host: str, port: int, path: str, model: str, stream: bool) -> bytes:
-    """The raw HTTP/1.1 request every connection sends."""
-    body = json.dumps(
+def chat_body(model: str, stream: bool) -> bytes:
+    """The chat-completions body every request carries."""
+    return json.dumps(
         {"model": model, "messages": [{"role": "user", "content": PROMPT}], "stream": stream}
     ).encode()
+
+
+def request_bytes(host: str, port: int, path: str, model: str, stream: bool) -> bytes:
+    """The raw HTTP/1.1 request every connection sends."""
+    body = chat_body(model, stream)
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
         f"Authorization: Bearer unused\r\nContent-Length: {len(body)}\r\n\r\n"

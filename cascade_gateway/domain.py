@@ -7,7 +7,7 @@ stream deltas) is a typed dataclass.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -128,13 +128,15 @@ class Delta:
     logprobs: tuple[TokenLogprob, ...] = ()
 
 
-def merge_deltas(deltas: Iterable[Delta]) -> Delta:
+def merge_deltas(deltas: Sequence[Delta]) -> Delta:
     """Consecutive deltas as one: text and logprobs joined, each tool call's fragments joined
     into one fragment per call, the last finish reason and usage kept.
 
     A client folding the merged delta ends with the same message as from the pieces; the
     gateway sends an answer it held back (a validated draft) this way, in one chunk.
     """
+    if len(deltas) == 1:
+        return deltas[0]  # already one: nothing to join
     text: list[str] = []
     logprobs: list[TokenLogprob] = []
     calls: dict[int, list[ToolCallDelta]] = {}

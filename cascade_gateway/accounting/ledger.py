@@ -164,10 +164,6 @@ class Ledger:
         self._schedule(self._interval)
         return False
 
-    async def write_due(self) -> None:
-        """The write `queue` said is due; a failed write is logged and retried later."""
-        await self._flush_or_retry_later()
-
     async def flush(self) -> None:
         """Write every queued row now, in one transaction; on failure they stay queued."""
         async with self._writing:
@@ -207,9 +203,11 @@ class Ledger:
     async def _flush_after(self, delay_s: float) -> None:
         await asyncio.sleep(delay_s)
         self._timer = None
-        await self._flush_or_retry_later()
+        await self.write_due()
 
-    async def _flush_or_retry_later(self) -> None:
+    async def write_due(self) -> None:
+        """Write the queue now (when `queue` said a write is due); a failed write is logged
+        and retried later."""
         try:
             await self.flush()
         except Exception:

@@ -34,11 +34,10 @@ from cascade_gateway.domain import (
     ToolCall,
     ToolCallDelta,
     Usage,
-    merge_deltas,
 )
 from cascade_gateway.errors import ProviderError
 from cascade_gateway.providers.http import SseEvent, UpstreamClient
-from cascade_gateway.providers.openai import counted_usage
+from cascade_gateway.providers.openai import counted_usage, deltas_per_read
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 
@@ -433,29 +432,23 @@ class AnthropicProvider:
         """Stream deltas; the last one carries finish_reason and usage."""
         body = self._body(model, request) | {"stream": True}
         mapper = _EventMapper(request, self.name)
+
         # Leaving this loop early (the consumer closed us) closes the HTTP response.
-        async with aclosing(self._http.post_events("/v1/messages", body)) as reads:
-            async for events in reads:
-                deltas: list[Delta] = []
-                failure: ProviderError | None = None
-                for event in events:
-                    if event.event == "ping":
-                        continue
-                    try:
-                        data = self._event(event)
-                        if event.event == "error" or data.get("type") == "error":
-                            raise self._error_event(data)
-                        if (delta := mapper.feed(data)) is not None:
-                            deltas.append(delta)
-                    except ProviderError as exc:
-                        failure = exc
-                        break
-                # What arrived in one read is passed on as one delta, before any error that
-                # came with it (as in the OpenAI adapter).
-                if deltas:
-                    yield deltas[0] if len(deltas) == 1 else merge_deltas(deltas)
-                if failure is not None:
-                    raise failure
+        def deltas_of(event: SseEvent) -> list[Delta]:
+            if event.event == "ping":
+                return []
+            data = self._event(event)
+            if event.event == "error" or data.get("type") == "error":
+                raise self._error_event(data)
+            delta = mapper.feed(data)
+            return [] if delta is None else [delta]
+
+        async with (
+            aclosing(self._http.post_events("/v1/messages", body)) as reads,
+            aclosing(deltas_per_read(reads, deltas_of)) as deltas,
+        ):
+            async for delta in deltas:
+                yield delta
         yield mapper.finish()
 
     def _event(self, event: SseEvent) -> dict[str, Any]:

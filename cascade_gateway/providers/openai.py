@@ -14,7 +14,7 @@ reported none). A stream that ends before the upstream said why raises `Provider
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import aclosing
 from typing import Any
 
@@ -222,6 +222,39 @@ class ChatChunkMapper:
         return Delta(finish_reason=self._finish_reason, usage=usage)
 
 
+async def deltas_per_read(
+    reads: AsyncIterator[list[SseEvent]],
+    deltas_of: Callable[[SseEvent], list[Delta] | None],
+) -> AsyncIterator[Delta]:
+    """The deltas of a stream, one per network read: `deltas_of` maps each event (None: the
+    stream's end marker), and what one read brought is merged into one delta, because every
+    step after this one, down to the write to the client, costs per delta.
+
+    A `ProviderError` raised for an event is raised after the deltas of the events before it
+    in the same read have been yielded: what was produced is billed.
+    """
+    async for events in reads:
+        deltas: list[Delta] = []
+        failure: ProviderError | None = None
+        ended = False
+        for event in events:
+            try:
+                produced = deltas_of(event)
+            except ProviderError as exc:
+                failure = exc
+                break
+            if produced is None:
+                ended = True
+                break
+            deltas += produced
+        if deltas:
+            yield merge_deltas(deltas)
+        if failure is not None:
+            raise failure
+        if ended:
+            return
+
+
 def _body(model: str, request: ChatRequest) -> dict[str, Any]:
     return {"model": model, "messages": request.messages, **chat_params(request)}
 
@@ -280,29 +313,17 @@ class OpenAIProvider:
         """Stream deltas; the last one carries finish_reason and usage (see the module doc)."""
         mapper = ChatChunkMapper(request, self.name)
         body = _body(model, request) | {"stream": True, "stream_options": {"include_usage": True}}
+
         # Leaving this loop early (the consumer closed us) closes the HTTP response.
-        async with aclosing(self._http.post_events("/chat/completions", body)) as reads:
-            async for events in reads:
-                deltas: list[Delta] = []
-                ended: ProviderError | bool = False
-                for event in events:
-                    if event.data == "[DONE]":
-                        ended = True
-                        break
-                    try:
-                        deltas += mapper.feed(self._chunk(event))
-                    except ProviderError as exc:
-                        ended = exc
-                        break
-                if deltas:
-                    # What arrived in one read is passed on as one delta (every step after
-                    # this one, down to the write to the client, costs per delta), before
-                    # any error that came with it: what was produced is billed.
-                    yield deltas[0] if len(deltas) == 1 else merge_deltas(deltas)
-                if isinstance(ended, ProviderError):
-                    raise ended
-                if ended:
-                    break
+        def deltas_of(event: SseEvent) -> list[Delta] | None:
+            return None if event.data == "[DONE]" else mapper.feed(self._chunk(event))
+
+        async with (
+            aclosing(self._http.post_events("/chat/completions", body)) as reads,
+            aclosing(deltas_per_read(reads, deltas_of)) as deltas,
+        ):
+            async for delta in deltas:
+                yield delta
         yield mapper.finish()
 
     def _chunk(self, event: SseEvent) -> Any:
