@@ -81,7 +81,7 @@ class Trace:
 
     @property
     def savings_pct(self) -> float:
-        return 100.0 * self.savings_usd / self.baseline_cost_usd if self.baseline_cost_usd else 0.0
+        return _percent(self.savings_usd, self.baseline_cost_usd)
 
     @property
     def input_tokens(self) -> int:
@@ -125,19 +125,25 @@ class Trace:
         return None
 
     @property
-    def quality_score(self) -> float | None:
+    def draft_verdict(self) -> Verdict | None:
+        """The validator's verdict on the draft, if there was one."""
         draft = self.draft
-        return draft.verdict.score if draft and draft.verdict else None
+        return draft.verdict if draft is not None else None
+
+    @property
+    def quality_score(self) -> float | None:
+        verdict = self.draft_verdict
+        return verdict.score if verdict else None
 
     @property
     def quality_threshold(self) -> float | None:
-        draft = self.draft
-        return draft.verdict.threshold if draft and draft.verdict else None
+        verdict = self.draft_verdict
+        return verdict.threshold if verdict else None
 
     @property
     def rejection_reason(self) -> str | None:
-        draft = self.draft
-        return draft.verdict.reason if draft and draft.verdict else None
+        verdict = self.draft_verdict
+        return verdict.reason if verdict else None
 
     def stage_ms(self) -> dict[str, float]:
         """Time per stage: the first tier, validation, and every tier after it."""
@@ -155,7 +161,7 @@ class Trace:
         # The totals are computed once here: this runs for every request (its ledger row).
         cost = self.cost_usd
         savings = self.baseline_cost_usd - cost
-        verdict = draft.verdict if (draft := self.draft) is not None else None
+        verdict = self.draft_verdict
         return {
             "request_id": self.request_id,
             "route": self.route,
@@ -179,9 +185,7 @@ class Trace:
             "baseline_cost_usd": self.baseline_cost_usd,
             "baseline_estimated": self.baseline_estimated,
             "savings_usd": savings,
-            "savings_pct": 100.0 * savings / self.baseline_cost_usd
-            if self.baseline_cost_usd
-            else 0.0,
+            "savings_pct": _percent(savings, self.baseline_cost_usd),
             "quality_score": verdict.score if verdict else None,
             "quality_threshold": verdict.threshold if verdict else None,
             "rejection_reason": verdict.reason if verdict else None,
@@ -189,6 +193,10 @@ class Trace:
             "ttft_ms": self.ttft_ms,
             "error": self.error,
         }
+
+
+def _percent(part: float, whole: float) -> float:
+    return 100.0 * part / whole if whole else 0.0
 
 
 _ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt) if f.name != "verdict")
