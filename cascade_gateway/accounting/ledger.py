@@ -3,7 +3,8 @@ cancelled — with its whole trace and the key that paid, plus one row per upstr
 
 Rows are written behind the response, in batches: a request's row is queued when it ends and
 the queue is written in one transaction at most `flush_interval_s` later (or as soon as
-`max_batch` rows wait). One transaction per request cost a fifth of a worker's time under load.
+`max_batch` rows wait), off the event loop (`Database.insert`). One transaction per
+request cost a fifth of a worker's time under load.
 Every read writes this process's queue first. Another worker's (or replica's) rows can be up to
 `flush_interval_s` behind, so a trace not found is looked for once more after that long: a
 request's trace can be read as soon as its response has ended, wherever it was served. The
@@ -29,7 +30,7 @@ import orjson
 from cascade_gateway.budget.counters import to_nano
 from cascade_gateway.cascade.trace import Trace
 from cascade_gateway.ids import new_id
-from cascade_gateway.storage.database import Database
+from cascade_gateway.storage.database import Database, Insert
 
 log = logging.getLogger("cascade_gateway.accounting")
 
@@ -62,14 +63,6 @@ _LEDGER_COLUMNS = (
 _ATTEMPT_COLUMNS = (
     "ledger_id", "tier", "model", "decision", "input_tokens", "output_tokens", "cost_usd",
 )  # fmt: skip
-_INSERT_LEDGER = (
-    f"INSERT INTO ledger ({', '.join(_LEDGER_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _LEDGER_COLUMNS)})"
-)
-_INSERT_ATTEMPT = (
-    f"INSERT INTO ledger_attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _ATTEMPT_COLUMNS)})"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,11 +163,11 @@ class Ledger:
             batch, self._queue = self._queue, []
             if not batch:
                 return
+            rows = Insert("ledger", _LEDGER_COLUMNS, [e.request for e in batch])
+            attempts = [a for e in batch for a in e.attempts]
             try:
-                async with self._db.transaction() as conn:
-                    await conn.executemany(_INSERT_LEDGER, [e.request for e in batch])
-                    await conn.executemany(_INSERT_ATTEMPT, [a for e in batch for a in e.attempts])
-            except BaseException:
+                await self._db.insert([rows, Insert("ledger_attempts", _ATTEMPT_COLUMNS, attempts)])
+            except Exception:
                 self._queue[:0] = batch
                 self._give_up_beyond(self._max_queued)
                 raise

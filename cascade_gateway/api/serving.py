@@ -201,9 +201,10 @@ async def _frames(
     events: AsyncIterator[CascadeEvent],
     log_content: ChatRequest | None,
 ) -> AsyncIterator[bytes]:
-    # Frames ready together go out in one write: the role chunk with the first content, and
-    # the finishing chunk, usage and [DONE] with the end of the body.
-    opening = sse.frame(writer.role())
+    # Frames ready together go out in one write: the role chunk with the first content; a
+    # released answer (all there at once), the finishing chunk, usage and [DONE] with the end
+    # of the body.
+    ready = sse.frame(writer.role())
     closing = b""
     async with aclosing(events):
         # The finishing chunk waits for the trace so it can carry the cost summary.
@@ -216,8 +217,10 @@ async def _frames(
                     if chunk is not None and event.delta.finish_reason:
                         finishing = chunk
                     elif chunk is not None:
-                        yield opening + sse.frame(chunk)
-                        opening = b""
+                        ready += sse.frame(chunk)
+                        if not event.released:
+                            yield ready
+                            ready = b""
                 elif isinstance(event, Finished):
                     if log_content is not None:
                         _log_content(log_content, event.completion.text)
@@ -237,4 +240,4 @@ async def _frames(
             log.exception("stream failed")
             closing = sse.error_frame(UpstreamError("The stream failed inside the gateway."))
     # After the engine is closed, so the trace is recorded before the client sees the end.
-    yield sse.Last(opening + closing + sse.DONE)
+    yield sse.Last(ready + closing + sse.DONE)

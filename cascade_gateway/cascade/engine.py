@@ -99,11 +99,16 @@ class Decided:
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """A piece of the answer the client will keep."""
+    """A piece of the answer the client will keep.
+
+    `released`: part of an answer that was held until judged; the rest of it, and the
+    `Finished` after it, follow at once, without waiting on an upstream.
+    """
 
     tier: int
     model: str
     delta: Delta
+    released: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +236,7 @@ class CascadeEngine:
                     if not provisional:
                         for delta in _released(held):
                             self._mark_first_output(trace, start, delta)
-                            yield Output(attempt.tier, attempt.model, delta)
+                            yield Output(attempt.tier, attempt.model, delta, released=True)
                     self._degrade(trace, route, attempt)
                     yield Finished(trace, completion)
                     return
@@ -281,7 +286,7 @@ class CascadeEngine:
                     if not provisional:
                         for delta in _released(held):
                             self._mark_first_output(trace, start, delta)
-                            yield Output(index, tier.model.alias, delta)
+                            yield Output(index, tier.model.alias, delta, released=True)
                 self._serve(trace, route, attempt)
                 yield Finished(trace, completion)
                 return

@@ -1,10 +1,12 @@
 """A small async SQL seam over SQLite (embedded default) and PostgreSQL (several replicas).
 
 Queries are written once with `:name` parameters; the PostgreSQL side rewrites them to psycopg's
-`%(name)s`. SQLite runs in-process (WAL, short transactions): its calls take microseconds, so
-they run on the event loop rather than paying for a thread hop. The one slow thing it does, the
-WAL checkpoint (copying pages back and an fsync: several milliseconds, about once a second
-under load), happens on a thread of its own, since on the event loop it stalled every request.
+`%(name)s`. SQLite runs in-process (WAL, short transactions): a single statement takes
+microseconds, so the budget counters' updates run on the event loop rather than paying for a
+thread hop. What takes longer happens on a thread of its own (`_Writer`), since on the event
+loop it stalled every request: the ledger's batch inserts (a fraction of a millisecond to a
+few, every flush interval) and the WAL checkpoint (copying pages back and an fsync: several
+milliseconds, about once a second under load).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 log = logging.getLogger("cascade_gateway.storage")
 
@@ -26,6 +29,20 @@ CHECKPOINT_EVERY_S = 1.0
 
 Row = dict[str, Any]
 Params = Mapping[str, Any]
+T = TypeVar("T")
+# SQLite's default bound on the parameters of one statement.
+SQLITE_MAX_PARAMS = 32_766
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    """Rows for one table, each a mapping from column name to value. The table and column
+    names go into the SQL as they are: they come from code, never from a request."""
+
+    table: str
+    columns: tuple[str, ...]
+    rows: Sequence[Params]
+
 
 _NAMED = re.compile(r"(?<!:):([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -55,6 +72,15 @@ class Database(Protocol):
 
     async def execute(self, sql: str, params: Params | None = None) -> int: ...
 
+    async def insert(self, inserts: Sequence[Insert]) -> None:
+        """Insert the rows, all in one transaction, without holding up the event loop.
+
+        The rows are committed or an error is raised. A caller cancelled meanwhile does not
+        abandon the write: it is awaited to its end, then the cancellation is raised, so a
+        cancelled caller knows its rows landed.
+        """
+        ...
+
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None: ...
 
     async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]: ...
@@ -62,6 +88,24 @@ class Database(Protocol):
     async def ping(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+async def _uninterrupted(work: Awaitable[T]) -> T:
+    """`work`'s result, awaited to its end even if the caller is cancelled meanwhile (then the
+    cancellation is raised after it). If `work` itself is cancelled, that is an error."""
+    future = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(future)
+            break
+        except asyncio.CancelledError:
+            if future.cancelled():
+                raise RuntimeError("the write was abandoned before it ended") from None
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
 
 
 class _SqliteConnection:
@@ -99,10 +143,11 @@ class SqliteDatabase:
         self._wrapped = _SqliteConnection(self._conn)
         # One transaction at a time on this connection; other processes wait on the file lock.
         self._lock = asyncio.Lock()
-        self._checkpoints: _Checkpoints | None = None
+        # In memory, only this connection sees the database: there, everything runs here.
+        self._writer: _Writer | None = None
         if path != ":memory:":
-            self._conn.execute("PRAGMA wal_autocheckpoint=0")  # see _Checkpoints
-            self._checkpoints = _Checkpoints(path)
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")  # see _Writer
+            self._writer = _Writer(path)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -114,12 +159,21 @@ class SqliteDatabase:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
-        if self._checkpoints is not None:
-            self._checkpoints.due()
+        if self._writer is not None:
+            self._writer.checkpoint_due()
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
         async with self.transaction() as conn:
             return await conn.execute(sql, params)
+
+    async def insert(self, inserts: Sequence[Insert]) -> None:
+        statements = [s for insert in inserts for s in _multi_row(insert)]
+        if self._writer is not None:
+            await _uninterrupted(self._writer.write(statements))
+            return
+        async with self.transaction() as conn:
+            for sql, params in statements:
+                await conn.execute(sql, params)
 
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
         return await self._wrapped.fetchone(sql, params)
@@ -131,37 +185,59 @@ class SqliteDatabase:
         self._conn.execute("SELECT 1")
 
     async def aclose(self) -> None:
-        if self._checkpoints is not None:
-            self._checkpoints.close()
+        if self._writer is not None:
+            self._writer.close()
         self._conn.close()
 
 
-class _Checkpoints:
-    """WAL checkpoints for one SQLite file, at most one a second, on a thread of their own and
-    over a connection of their own (sqlite3 lets go of the GIL while it copies and syncs)."""
+class _Writer:
+    """Batch inserts and WAL checkpoints for one SQLite file, at most one checkpoint a second,
+    on a thread of their own and over a connection of their own (sqlite3 lets go of the GIL
+    while it writes, copies and syncs). One thread: the file takes one writer at a time."""
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._conn: sqlite3.Connection | None = None
         self._last = time.monotonic()
         self._running = False
 
-    def due(self) -> None:
+    def write(self, statements: list[tuple[str, list[Any]]]) -> asyncio.Future[None]:
+        """Start the statements on the thread, in one transaction; done once committed."""
+        return asyncio.get_running_loop().run_in_executor(self._thread, self._write, statements)
+
+    def checkpoint_due(self) -> None:
         """After a commit: start a checkpoint if none ran in the last CHECKPOINT_EVERY_S."""
-        now = time.monotonic()
-        if self._running or now - self._last < CHECKPOINT_EVERY_S:
+        if self._running or time.monotonic() - self._last < CHECKPOINT_EVERY_S:
             return
-        self._running, self._last = True, now
+        self._running = True
         self._thread.submit(self._checkpoint)
 
-    def _checkpoint(self) -> None:
+    def _write(self, statements: list[tuple[str, list[Any]]]) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            if self._conn is None:
-                self._conn = sqlite3.connect(self._path, isolation_level=None)
-                self._conn.execute("PRAGMA busy_timeout=5000")
+            for sql, params in statements:
+                conn.execute(sql, params)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        if time.monotonic() - self._last >= CHECKPOINT_EVERY_S:
+            self._checkpoint()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self._path, isolation_level=None)
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+        return self._conn
+
+    def _checkpoint(self) -> None:
+        self._last = time.monotonic()
+        try:
             # PASSIVE: copies what no reader still needs, never waits on writers or readers.
-            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:
             log.exception("sqlite checkpoint failed; the WAL grows until one succeeds")
         finally:
@@ -223,6 +299,16 @@ class PostgresDatabase:
         async with self.transaction() as conn:
             return await conn.execute(sql, params)
 
+    async def insert(self, inserts: Sequence[Insert]) -> None:
+        await _uninterrupted(self._insert(inserts))
+
+    async def _insert(self, inserts: Sequence[Insert]) -> None:
+        async with self.transaction() as conn:
+            for insert in inserts:
+                names = ", ".join(":" + c for c in insert.columns)
+                sql = f"INSERT INTO {insert.table} ({', '.join(insert.columns)}) VALUES ({names})"
+                await conn.executemany(sql, list(insert.rows))
+
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
         async with self.transaction() as conn:
             return await conn.fetchone(sql, params)
@@ -236,6 +322,22 @@ class PostgresDatabase:
 
     async def aclose(self) -> None:
         await self._pool.close()
+
+
+def _multi_row(insert: Insert) -> list[tuple[str, list[Any]]]:
+    """`insert` as multi-row INSERT statements with positional parameters. One statement
+    binds all its rows at once and lets go of the GIL while it runs; `executemany` would take
+    the GIL back for every row, which from a thread means a switch with the event loop each."""
+    columns = insert.columns
+    per_statement = SQLITE_MAX_PARAMS // len(columns)
+    head = f"INSERT INTO {insert.table} ({', '.join(columns)}) VALUES "
+    one_row = "(" + ", ".join("?" * len(columns)) + ")"
+    statements = []
+    for start in range(0, len(insert.rows), per_statement):
+        rows = insert.rows[start : start + per_statement]
+        sql = head + ", ".join([one_row] * len(rows))
+        statements.append((sql, [row[c] for row in rows for c in columns]))
+    return statements
 
 
 def _pg(sql: str) -> str:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import sqlite3
 import time
-from contextlib import asynccontextmanager
 
 import pytest
 
@@ -38,19 +37,17 @@ async def rows_in(db: Database) -> int:
 
 
 class RefusingDatabase:
-    """The real database, except that its next `refusals` transactions fail."""
+    """The real database, except that its next `refusals` inserts fail."""
 
     def __init__(self, db: Database, refusals: int) -> None:
         self._db = db
         self.refusals = refusals
 
-    @asynccontextmanager
-    async def transaction(self):
+    async def insert(self, inserts):
         if self.refusals > 0:
             self.refusals -= 1
             raise OSError("database unavailable")
-        async with self._db.transaction() as conn:
-            yield conn
+        await self._db.insert(inserts)
 
 
 async def test_a_recorded_row_waits_for_the_flush_interval(db):
@@ -155,3 +152,27 @@ async def test_a_trace_written_by_another_worker_is_found_once_its_batch_lands(t
     for ledger, db in ((serving, serving_db), (reading, reading_db)):
         await ledger.aclose()
         await db.aclose()
+
+
+async def test_a_flush_cancelled_while_writing_leaves_its_rows_written_once(tmp_path):
+    path = tmp_path / "ledger.db"
+    db = await open_database(f"sqlite:///{path}")
+    await migrate(db)
+    ledger = Ledger(db, flush_interval_s=60)
+    await ledger.record(a_trace("r1"))
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the write waits for the file lock
+
+    flushing = asyncio.create_task(ledger.flush())
+    await asyncio.sleep(0.05)
+    flushing.cancel()
+    await asyncio.sleep(0.05)
+    blocker.execute("COMMIT")
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    await ledger.aclose()
+
+    assert ledger.queued == 0
+    assert await rows_in(db) == 1
+    blocker.close()
+    await db.aclose()

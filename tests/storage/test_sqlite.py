@@ -1,12 +1,16 @@
-"""SQLite on a file: writes on the event loop, WAL checkpoints on a thread of their own."""
+"""SQLite on a file: short transactions on the event loop; batch writes and WAL checkpoints on
+a thread of their own."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
+import pytest
+
 from cascade_gateway.storage import database
-from cascade_gateway.storage.database import open_database
+from cascade_gateway.storage.database import Insert, open_database
 
 
 def size(path: Path) -> int:
@@ -39,3 +43,73 @@ async def test_the_event_loop_connection_never_checkpoints_itself(tmp_path):
     await db.aclose()
 
     assert row is not None and list(row.values()) == [0]
+
+
+async def test_an_insert_waiting_on_the_file_lock_does_not_hold_up_the_event_loop(tmp_path):
+    path = tmp_path / "gateway.db"
+    db = await open_database(f"sqlite:///{path}")
+    await db.execute("CREATE TABLE t (v TEXT)")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another worker holds the write lock
+    loop = asyncio.get_running_loop()
+
+    writing = asyncio.create_task(db.insert([Insert("t", ("v",), [{"v": "a"}])]))
+    started = loop.time()
+    await asyncio.sleep(0.01)
+    slept = loop.time() - started
+    assert not writing.done()
+    blocker.execute("COMMIT")
+    await writing
+
+    assert slept < 0.2  # the loop ran on while the write waited
+    assert await db.fetchone("SELECT COUNT(*) AS n FROM t") == {"n": 1}
+    blocker.close()
+    await db.aclose()
+
+
+async def test_a_cancelled_insert_lands_before_the_cancellation_is_raised(tmp_path):
+    path = tmp_path / "gateway.db"
+    db = await open_database(f"sqlite:///{path}")
+    await db.execute("CREATE TABLE t (v TEXT)")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+
+    writing = asyncio.create_task(db.insert([Insert("t", ("v",), [{"v": "a"}])]))
+    await asyncio.sleep(0.05)
+    writing.cancel()
+    await asyncio.sleep(0.05)
+    assert not writing.done()  # still waiting for its write
+    blocker.execute("COMMIT")
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+
+    assert await db.fetchone("SELECT COUNT(*) AS n FROM t") == {"n": 1}
+    blocker.close()
+    await db.aclose()
+
+
+async def test_an_insert_larger_than_one_statement_can_bind_lands_whole(tmp_path):
+    db = await open_database(f"sqlite:///{tmp_path / 'gateway.db'}")
+    await db.execute("CREATE TABLE t (a INTEGER, b TEXT)")
+    rows = [{"a": n, "b": str(n)} for n in range(20_000)]  # 40,000 parameters
+
+    await db.insert([Insert("t", ("a", "b"), rows)])
+
+    assert await db.fetchone("SELECT COUNT(*) AS n, SUM(a) AS total FROM t") == {
+        "n": 20_000,
+        "total": sum(range(20_000)),
+    }
+    await db.aclose()
+
+
+async def test_an_in_memory_database_inserts_on_its_one_connection():
+    db = await open_database("sqlite://")
+    await db.execute("CREATE TABLE t (a INTEGER, b TEXT)")
+
+    await db.insert([Insert("t", ("a", "b"), [{"a": 1, "b": "x"}, {"a": 2, "b": None}])])
+
+    assert await db.fetchall("SELECT a, b FROM t ORDER BY a") == [
+        {"a": 1, "b": "x"},
+        {"a": 2, "b": None},
+    ]
+    await db.aclose()
