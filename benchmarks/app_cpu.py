@@ -114,6 +114,9 @@ async def run(args: argparse.Namespace, upstream_v1: str, folder: Path) -> None:
     config_path = folder / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(load.gateway_config(upstream_v1, folder, "info")))
     os.environ["CASCADE_CONFIG_FILE"] = str(config_path)
+    # Metrics as with several workers (the CLI sets this then): kept in memory-mapped files.
+    (folder / "metrics").mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder / "metrics")
     from cascade_gateway.app import create_app_from_env
 
     driver = Driver(create_app_from_env())

@@ -1,11 +1,12 @@
-"""Per-request counters are summed in memory and written within FLUSH_S, or at a scrape."""
+"""Per-request counters and histograms are summed in memory and written within FLUSH_S, or at
+a scrape."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
 from cascade_gateway.cascade.trace import Attempt, Trace
 from cascade_gateway.observability import metrics
@@ -62,3 +63,41 @@ async def test_in_flight_is_written_as_the_current_count():
     metrics.request_ended()
     metrics.flush()
     assert REGISTRY.get_sample_value("cascade_in_flight_requests") == 0
+
+
+def test_pending_observations_are_written_as_the_library_would_observe_them():
+    values = [0.001, 0.005, 0.0051, 0.3, 0.3, 7.0, 500.0, -1.0]
+    registry = CollectorRegistry()
+    batched = Histogram("batched", "h", buckets=metrics._LATENCY, registry=registry)
+    reference = Histogram("reference", "h", buckets=metrics._LATENCY, registry=registry)
+
+    metrics._observe_all(batched, values)
+    for value in values:
+        reference.observe(value)
+
+    def samples(name: str) -> list[tuple[str, dict[str, str], float]]:
+        (family,) = [f for f in registry.collect() if f.name == name]
+        return [
+            (s.name.removeprefix(name), s.labels, s.value)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        ]
+
+    assert samples("batched") == samples("reference")
+
+
+async def test_histograms_are_written_within_the_flush_interval():
+    trace = a_trace("timed")
+    trace.total_ms = 30.0
+    labels = {"cascade": "timed", "le": "0.05"}
+    metrics.observe(trace)
+    metrics.observe(trace)
+    assert REGISTRY.get_sample_value("cascade_request_duration_seconds_bucket", labels) is None
+
+    await asyncio.sleep(metrics.FLUSH_S + 0.1)
+
+    assert REGISTRY.get_sample_value("cascade_request_duration_seconds_bucket", labels) == 2
+    count = REGISTRY.get_sample_value(
+        "cascade_request_duration_seconds_count", {"cascade": "timed"}
+    )
+    assert count == 2

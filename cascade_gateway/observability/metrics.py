@@ -5,15 +5,17 @@ prometheus-client keeps each worker's values in files there and `/metrics` sums 
 it, the process's own registry is served. Labels are bounded: cascades, model aliases and
 providers come from the config, key names from the admin API.
 
-The per-request counters and the in-flight gauge are summed in memory and written out at most
-`FLUSH_S` after they change (and before every scrape this process answers): in multi-worker mode
-each write is a locked update of a memory-mapped file, and one request made a dozen of them.
-Histograms are observed at once.
+The per-request counters, histograms and the in-flight gauge are summed in memory and written
+out at most `FLUSH_S` after they change (and before every scrape this process answers): in
+multi-worker mode each write is a locked update of a memory-mapped file, and one request made
+a couple of dozen of them. A histogram's pending observations are written as one count per
+bucket and one sum.
 """
 
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections import defaultdict
 
 from prometheus_client import (
@@ -94,11 +96,15 @@ FLUSH_S = 0.5
 
 
 class _Pending:
-    """Counter increments and the in-flight count not yet written, and when they will be."""
+    """Counter increments, histogram observations and the in-flight count not yet written,
+    and when they will be."""
 
     def __init__(self) -> None:
         self.amounts: defaultdict[tuple[Counter | Gauge, tuple[str, ...]], float] = defaultdict(
             float
+        )
+        self.observed: defaultdict[tuple[Histogram, tuple[str, ...]], list[float]] = defaultdict(
+            list
         )
         self.in_flight = 0
         self.later = Later(FLUSH_S, self.write)
@@ -109,7 +115,27 @@ class _Pending:
         self.amounts.clear()
         for (metric, labels), amount in amounts:
             metric.labels(*labels).inc(amount)
+        observed = list(self.observed.items())
+        self.observed.clear()
+        for (histogram, labels), values in observed:
+            _observe_all(histogram.labels(*labels), values)
         IN_FLIGHT.set(self.in_flight)
+
+
+def _observe_all(histogram: Histogram, values: list[float]) -> None:
+    """`histogram.observe(v)` for every value, as one write per bucket that gained any.
+
+    prometheus-client has no call for that, so this updates the child's bucket and sum values
+    as its `observe` does (`tests/test_metrics.py` checks the exposition is the same).
+    """
+    bounds = histogram._upper_bounds
+    counts = [0] * len(bounds)
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1  # the first bucket with value <= bound
+    histogram._sum.inc(sum(values))
+    for bucket, count in zip(histogram._buckets, counts, strict=True):
+        if count:
+            bucket.inc(count)
 
 
 _pending = _Pending()
@@ -118,6 +144,11 @@ _pending = _Pending()
 def _add(metric: Counter | Gauge, labels: tuple[str, ...], amount: float = 1.0) -> None:
     """Add to a counter, in memory; the caller then calls `_pending.later.request()` once."""
     _pending.amounts[metric, labels] += amount
+
+
+def _observe(histogram: Histogram, labels: tuple[str, ...], value: float) -> None:
+    """Observe a value, in memory; the caller then calls `_pending.later.request()` once."""
+    _pending.observed[histogram, labels].append(value)
 
 
 def flush() -> None:
@@ -142,9 +173,9 @@ def observe(trace: Trace) -> None:
     cascade = trace.route
     outcome = _OUTCOMES.get(trace.outcome or "error", trace.outcome or "error")
     _add(REQUESTS, (cascade, outcome))
-    DURATION.labels(cascade).observe(trace.total_ms / 1000)
+    _observe(DURATION, (cascade,), trace.total_ms / 1000)
     if trace.ttft_ms is not None:
-        TTFT.labels(cascade).observe(trace.ttft_ms / 1000)
+        _observe(TTFT, (cascade,), trace.ttft_ms / 1000)
     for attempt in trace.attempts:
         _add(COST, (attempt.model,), attempt.cost_usd)
         _add(TOKENS, (attempt.model, "input"), attempt.input_tokens)
@@ -156,9 +187,9 @@ def observe(trace: Trace) -> None:
         _add(SAVINGS, (cascade,), trace.savings_usd)
         for stage, ms in trace.stage_ms().items():
             if stage in ("draft", "validate", "escalate") and ms > 0:
-                STAGE.labels(stage).observe(ms / 1000)
+                _observe(STAGE, (stage,), ms / 1000)
         if trace.quality_score is not None:
-            SCORE.labels(cascade).observe(trace.quality_score)
+            _observe(SCORE, (cascade,), trace.quality_score)
     _pending.later.request()
 
 
