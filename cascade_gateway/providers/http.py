@@ -199,31 +199,57 @@ class UpstreamClient:
         return ProviderError(f"connection failed: {exc}", provider=self.provider)
 
 
-async def _events(content: aiohttp.StreamReader) -> AsyncIterator[list[SseEvent]]:
-    """Server-sent events from a byte stream, a list per read that completed any (the WHATWG
-    rules: `data:` lines join with newlines, a blank line ends an event, lines starting with
-    `:` are comments)."""
-    buffer = b""
+class SseParser:
+    """Server-sent events from bytes as they arrive, by the WHATWG rules: `data:` lines join
+    with newlines, a blank line ends an event, lines starting with `:` are comments, lines end
+    in LF or CRLF. An event the bytes end in the middle of is never returned.
+
+    Example:
+        parser = SseParser()
+        parser.feed(b"data: {}\n\ndata: [DO")  # [SseEvent(None, "{}")]
+        parser.feed(b"NE]\n\n")  # [SseEvent(None, "[DONE]")]
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._crlf = False
+
+    def feed(self, chunk: bytes) -> list[SseEvent]:
+        """The events that `chunk` completes, in order."""
+        buffer = self._buffer + chunk
+        self._crlf = self._crlf or b"\r" in chunk
+        if self._crlf:
+            # A CR ending this chunk stays in the buffer until the LF after it arrives.
+            buffer = buffer.replace(b"\r\n", b"\n")
+        *blocks, self._buffer = buffer.split(b"\n\n")
+        events = []
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:
+                events.append(SseEvent(None, block[6:].decode()))  # the usual: one data line
+            elif (event := _event(block)) is not None:
+                events.append(event)
+        return events
+
+
+def _event(block: bytes) -> SseEvent | None:
+    """The event in the lines between two blank lines (None if it has no data)."""
     name: str | None = None
     data: list[str] = []
+    for line in block.decode().split("\n"):
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            name = value
+    return SseEvent(name, "\n".join(data)) if data else None
+
+
+async def _events(content: aiohttp.StreamReader) -> AsyncIterator[list[SseEvent]]:
+    """Server-sent events from a byte stream, a list per read that completed any."""
+    parser = SseParser()
     async for chunk in content.iter_any():
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        events: list[SseEvent] = []
-        for raw in lines:
-            line = raw.rstrip(b"\r").decode("utf-8")
-            if not line:
-                if data:
-                    events.append(SseEvent(name, "\n".join(data)))
-                name, data = None, []
-                continue
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "data":
-                data.append(value)
-            elif field == "event":
-                name = value
-        if events:
+        if events := parser.feed(chunk):
             yield events
     # An event the stream ended in the middle of is dropped, as the SSE rules say: the adapters
     # then see a stream that ended before it said why, and report that.

@@ -182,21 +182,30 @@ class ChatChunkMapper:
 
     def _feed(self, chunk: dict[str, Any]) -> list[Delta]:
         # vLLM can report usage on every chunk; the last report is the total.
-        self._usage = _usage(chunk.get("usage")) or self._usage
+        if (usage := chunk.get("usage")) is not None:
+            self._usage = _usage(usage) or self._usage
         deltas = []
         for choice in chunk.get("choices") or ():
             if (choice.get("index") or 0) != 0:
                 continue
-            delta = self._delta(choice)
-            if delta.text or delta.tool_calls or delta.logprobs:
+            if (delta := self._delta(choice)) is not None:
                 deltas.append(delta)
             if raw_finish := choice.get("finish_reason"):
                 self._finish_reason = _finish_reason(raw_finish)
         return deltas
 
-    def _delta(self, choice: dict[str, Any]) -> Delta:
+    def _delta(self, choice: dict[str, Any]) -> Delta | None:
+        """The choice's delta, or None if it brings nothing (a role-only or finishing chunk).
+        Runs once per token: the usual chunk, text alone, takes the short way."""
         raw = choice.get("delta") or {}
         text = raw.get("content") or ""
+        raw_calls = raw.get("tool_calls")
+        raw_logprobs = choice.get("logprobs")
+        if not (raw_calls or raw_logprobs):
+            if not text:
+                return None
+            self._text.append(text)
+            return Delta(text=text)
         calls = tuple(
             ToolCallDelta(
                 index=index if (index := call.get("index")) is not None else position,
@@ -204,12 +213,14 @@ class ChatChunkMapper:
                 name=function.get("name"),
                 arguments=function.get("arguments") or "",
             )
-            for position, call in enumerate(raw.get("tool_calls") or ())
+            for position, call in enumerate(raw_calls or ())
             if (function := call.get("function")) is not None
         )
         self._text.append(text)
         self._tool_calls.extend(calls)
-        logprobs = tuple(_logprobs(choice.get("logprobs")) or ())
+        logprobs = tuple(_logprobs(raw_logprobs) or ())
+        if not (text or calls or logprobs):
+            return None
         return Delta(text=text, tool_calls=calls, logprobs=logprobs)
 
     def finish(self) -> Delta:
