@@ -153,7 +153,7 @@ def main() -> None:
         port = load.free_port()
         upstream = f"http://127.0.0.1:{port}"
         argv = [sys.executable, "-m", "cascade_gateway", "fake-upstream", "--port", str(port)]
-        argv += ["--script", str(script), "--latency-ms", "0"]
+        argv += ["--script", str(script), "--latency-ms", "0", "--history", "0"]
         service = stack.enter_context(load.running("upstream", argv, upstream, folder))
         load.wait_answering(service, "/v1/models")
         # The request log (one line a request, as in production) goes to stderr: into a file.

@@ -98,7 +98,7 @@ def main() -> None:
         port = 9300 + uuid.uuid4().int % 500
         upstream = subprocess.Popen(
             [sys.executable, "-m", "cascade_gateway", "fake-upstream", "--port", str(port),
-             "--script", str(script)],
+             "--script", str(script), "--history", "0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:

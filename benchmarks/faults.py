@@ -155,7 +155,17 @@ def run(
             "start_new_session": True,
         }
         upstream = subprocess.Popen(
-            [*cli, "fake-upstream", "--port", str(up_port), "--script", str(script)], **quiet
+            [
+                *cli,
+                "fake-upstream",
+                "--port",
+                str(up_port),
+                "--script",
+                str(script),
+                "--history",
+                "0",
+            ],
+            **quiet,
         )
         gateway = subprocess.Popen(
             [*cli, "serve", "--config", str(config), "--port", str(gw_port), "--workers", WORKERS],

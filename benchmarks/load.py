@@ -363,7 +363,8 @@ def start_services(
     )
     cli = [sys.executable, "-m", "cascade_gateway"]
     upstream_argv = [*cli, "fake-upstream", "--port", str(up_port), "--script", str(script)]
-    upstream_argv += ["--latency-ms", str(latency_ms)]
+    # No request history: keeping one made the fake's own garbage collections stall it.
+    upstream_argv += ["--latency-ms", str(latency_ms), "--history", "0"]
     gateway_argv = [*cli, "serve", "--config", str(config), "--port", str(gw_port)]
     gateway_argv += ["--workers", str(args.workers)]
     services = {

@@ -98,6 +98,7 @@ def _prepare_metrics_dir(worker_count: int) -> str | None:
 
 def _fake_upstream(args: argparse.Namespace) -> int:
     from cascade_gateway.fake_upstream import serve
+    from cascade_gateway.fake_upstream.script import HISTORY_LIMIT
 
     serve(
         host=args.host,
@@ -105,6 +106,7 @@ def _fake_upstream(args: argparse.Namespace) -> int:
         script_path=args.script,
         latency_s=args.latency_ms / 1000.0,
         api_key=args.api_key,
+        history=HISTORY_LIMIT if args.history is None else args.history,
     )
     return 0
 
@@ -132,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--script", help="YAML file of scripted rules")
     fake.add_argument("--latency-ms", type=float, default=0.0)
     fake.add_argument("--api-key", help="require this key from clients")
+    fake.add_argument(
+        "--history",
+        type=int,
+        help="requests to remember for GET /_fake/requests (default 10000; benchmarks: 0)",
+    )
     fake.set_defaults(run=_fake_upstream)
 
     add_key_commands(commands)

@@ -8,6 +8,7 @@ import pytest
 
 from cascade_gateway.fake_upstream import Fault, Reply, Rule, Script, load_script
 from cascade_gateway.fake_upstream.answer import split_pieces
+from cascade_gateway.fake_upstream.script import ReceivedRequest
 
 
 def test_a_rule_round_trips_through_plain_data():
@@ -91,3 +92,22 @@ def test_pieces_keep_whitespace_so_they_join_back_into_the_text():
 
     assert "".join(split_pieces(text)) == text
     assert split_pieces("Hi, Paris.") == ["Hi", ",", " Paris", "."]
+
+
+def a_request(model: str) -> ReceivedRequest:
+    return ReceivedRequest("/v1/chat/completions", "openai", model, {}, {}, stream=False)
+
+
+def test_the_history_keeps_the_latest_requests_up_to_its_bound():
+    script = Script(history=2)
+    for model in ("a", "b", "c"):
+        script.record(a_request(model))
+
+    assert [r.model for r in script.requests] == ["b", "c"]
+
+
+def test_a_history_of_zero_keeps_nothing():
+    script = Script(history=0)
+    script.record(a_request("a"))
+
+    assert script.requests == []
