@@ -30,8 +30,9 @@ CHECKPOINT_EVERY_S = 1.0
 Row = dict[str, Any]
 Params = Mapping[str, Any]
 T = TypeVar("T")
-# SQLite's default bound on the parameters of one statement.
-SQLITE_MAX_PARAMS = 32_766
+# Rows per multi-row INSERT (at most; see `_multi_row`): 64 rows of the ledger's 18 columns
+# stay far below SQLite's default bound of 32,766 parameters a statement.
+MULTI_ROW_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,18 +326,25 @@ class PostgresDatabase:
 
 
 def _multi_row(insert: Insert) -> list[tuple[str, list[Any]]]:
-    """`insert` as multi-row INSERT statements with positional parameters. One statement
-    binds all its rows at once and lets go of the GIL while it runs; `executemany` would take
-    the GIL back for every row, which from a thread means a switch with the event loop each."""
+    """`insert` as multi-row INSERT statements with positional parameters. One statement binds
+    all its rows at once and lets go of the GIL while it runs; `executemany` would take the GIL
+    back for every row, which from a thread means a switch with the event loop each.
+
+    Statements hold `MULTI_ROW_MAX` rows, then halves of that down to one, as the rows left
+    need: a handful of distinct statements in all, which is what SQLite's statement cache
+    keeps (one per batch size made each worker hold some 40 MB of compiled statements).
+    """
     columns = insert.columns
-    per_statement = SQLITE_MAX_PARAMS // len(columns)
     head = f"INSERT INTO {insert.table} ({', '.join(columns)}) VALUES "
     one_row = "(" + ", ".join("?" * len(columns)) + ")"
     statements = []
-    for start in range(0, len(insert.rows), per_statement):
-        rows = insert.rows[start : start + per_statement]
-        sql = head + ", ".join([one_row] * len(rows))
-        statements.append((sql, [row[c] for row in rows for c in columns]))
+    rows, size = insert.rows, MULTI_ROW_MAX
+    while rows:
+        while size > len(rows):
+            size //= 2
+        chunk, rows = rows[:size], rows[size:]
+        sql = head + ", ".join([one_row] * size)
+        statements.append((sql, [row[c] for row in chunk for c in columns]))
     return statements
 
 
