@@ -184,7 +184,13 @@ async def stream(
     writer = protocol.ChunkWriter(chat, request_id, model)
     headers = {"x-cascade-route": route.name, "x-cascade-model": model}
     frames = _frames(writer, chat, first, events, request if run.log_content else None)
-    return sse.response(frames, headers=headers)
+    try:
+        # The first output is in hand, so its frames are ready now (a released answer: all).
+        opening = await anext(frames)
+    except BaseException:
+        await frames.aclose()
+        raise
+    return sse.response(frames, headers=headers, first=opening)
 
 
 async def _first_kept(events: AsyncIterator[CascadeEvent]) -> Output | Finished:

@@ -8,7 +8,8 @@ The response is a bare ASGI app rather than sse-starlette's `EventSourceResponse
 an anyio task group per stream (four tasks and their cancel scopes), which measured as a tenth
 of a worker's time when streaming under load. Here one helper task per stream notices the
 client leaving (and cancels the stream, which cancels the upstream call), and one timer sends a
-comment ping when the stream has been quiet for `PING_SECONDS`.
+comment ping when the stream has been quiet for `PING_SECONDS`; a stream that is whole before
+it starts (an accepted draft) needs neither.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ class EventStream(Response):
     """A `200 text/event-stream` response that sends `frames` as they come; a `Last` frame
     ends the body in the same write.
 
+    `first`: frames ready before the response starts, sent ahead of `frames`. If it is a
+    `Last`, it is the whole stream: nothing is left to wait for, so no client is watched and
+    no ping is timed (an accepted draft goes out this way).
+
     A Starlette `Response` only so that FastAPI routes return it as is (like Starlette's own
     `StreamingResponse`, it sends itself and has no body to render).
 
@@ -64,10 +69,12 @@ class EventStream(Response):
         frames: AsyncIterator[bytes],
         headers: Mapping[str, str] | None = None,
         ping_s: float = PING_SECONDS,
+        first: bytes = b"",
     ) -> None:
         self.status_code = 200
         self.background = None
         self.frames = frames
+        self.first = first
         self.raw_headers = [
             (name.encode("latin-1"), value.encode("latin-1"))
             for name, value in {**_HEADERS, **(headers or {})}.items()
@@ -77,20 +84,28 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        async with aclosing(self.frames) as frames:
+            if isinstance(self.first, Last):
+                await send({"type": "http.response.body", "body": self.first, "more_body": False})
+                return
+            await self._stream(frames, receive, send)
+
+    async def _stream(self, frames: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
         streaming = asyncio.current_task()
         assert streaming is not None
         watcher = loop.create_task(self._watch(receive, streaming))
         pinger = _Pinger(loop, send, self.ping_s)
         try:
+            if self.first:
+                await send({"type": "http.response.body", "body": self.first, "more_body": True})
             ended = False
-            async with aclosing(self.frames) as frames:
-                async for data in frames:
-                    pinger.sent()
-                    ended = isinstance(data, Last)
-                    await send({"type": "http.response.body", "body": data, "more_body": not ended})
-                    if ended:
-                        break
+            async for data in frames:
+                pinger.sent()
+                ended = isinstance(data, Last)
+                await send({"type": "http.response.body", "body": data, "more_body": not ended})
+                if ended:
+                    break
             if not ended:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
@@ -140,6 +155,8 @@ class _Pinger:
         self._timer = self._loop.call_at(self._last_sent + self._ping_s, self._due)
 
 
-def response(frames: AsyncIterator[bytes], headers: Mapping[str, str] | None = None) -> EventStream:
+def response(
+    frames: AsyncIterator[bytes], headers: Mapping[str, str] | None = None, first: bytes = b""
+) -> EventStream:
     """A streaming response; comment pings keep idle proxies from cutting long drafts."""
-    return EventStream(frames, headers)
+    return EventStream(frames, headers, first=first)

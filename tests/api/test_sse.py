@@ -98,3 +98,39 @@ async def test_a_client_that_leaves_cancels_the_stream_and_its_source_is_closed(
 
     assert closed.is_set()
     assert not any(m.get("more_body") is False for m in client.sent)  # no clean end was sent
+
+
+async def test_frames_ready_before_the_start_go_out_first():
+    async def frames() -> AsyncIterator[bytes]:
+        yield sse.Last(sse.frame({"n": 2}) + sse.DONE)
+
+    client = Client()
+    first = sse.frame({"n": 1})
+    await sse.EventStream(frames(), first=first)({"type": "http"}, client.receive, client.send)
+
+    assert client.body == b'data: {"n":1}\n\ndata: {"n":2}\n\ndata: [DONE]\n\n'
+    assert client.sent[1] == {"type": "http.response.body", "body": first, "more_body": True}
+
+
+async def test_a_stream_whole_before_it_starts_is_one_write_and_watches_nobody():
+    async def frames() -> AsyncIterator[bytes]:
+        raise AssertionError("nothing is left to read")
+        yield b""  # an async generator
+
+    class Watchable(Client):
+        watched = False
+
+        async def receive(self) -> dict[str, Any]:
+            self.watched = True
+            return await super().receive()
+
+        async def send(self, message: dict[str, Any]) -> None:
+            await super().send(message)
+            await asyncio.sleep(0)  # a watcher, had one started, would now be waiting
+
+    client = Watchable()
+    whole = sse.Last(sse.frame({"n": 1}) + sse.DONE)
+    await sse.EventStream(frames(), first=whole)({"type": "http"}, client.receive, client.send)
+
+    assert client.sent[1:] == [{"type": "http.response.body", "body": whole, "more_body": False}]
+    assert not client.watched
