@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import time
 
-import anyio
-
 from cascade_gateway.accounting.ledger import Ledger
 from cascade_gateway.budget.budgets import Budgets
 from cascade_gateway.cascade.trace import Trace
 from cascade_gateway.observability import logs, metrics
 from cascade_gateway.ratelimit import RateLimiter
+from cascade_gateway.shielding import shielded
 
 GAUGE_INTERVAL_S = 1.0
 
@@ -29,9 +28,9 @@ class Accountant:
         """Write the request to the ledger, count its tokens against the key's TPM, and
         report it to metrics and the request log.
 
-        Runs to the end even if the request's task is cancelled meanwhile: the steps that can
-        wait (a ledger write that is due, the key's counters) are shielded. Most requests have
-        none, and then no cancel scope is paid for.
+        Runs to the end even if the request's task is cancelled meanwhile: the steps that wait
+        on storage (a ledger write that is due, the key's counters) are `shielded`. Most
+        requests have none, and then pay for no shielding task.
         """
         write_due = self._ledger.queue(trace)
         metrics.observe(trace)
@@ -39,17 +38,22 @@ class Accountant:
         key = trace.key
         spend = key is not None and key.tpm is not None
         gauge = key is not None and key.budget_usd is not None and self._gauge_due(key.id)
-        if not (write_due or spend or gauge):
-            return
-        with anyio.CancelScope(shield=True):
-            if write_due:
-                await self._ledger.write_due()
-            if spend:
-                used = trace.input_tokens + trace.output_tokens
-                await self._limiter.spend_tokens(key.id, key.tpm, used)
-            if gauge:
-                status = await self._budgets.status(key)
-                metrics.BUDGET_REMAINING.labels(key.name).set(status["remaining_usd"])
+        if write_due or spend or gauge:
+            await shielded(self._finish(trace, write_due, spend, gauge))
+
+    async def _finish(self, trace: Trace, write_due: bool, spend: bool, gauge: bool) -> None:
+        """The steps of `record` that wait on storage."""
+        if write_due:
+            await self._ledger.write_due()
+        key = trace.key
+        if spend:
+            assert key is not None and key.tpm is not None
+            used = trace.input_tokens + trace.output_tokens
+            await self._limiter.spend_tokens(key.id, key.tpm, used)
+        if gauge:
+            assert key is not None
+            status = await self._budgets.status(key)
+            metrics.BUDGET_REMAINING.labels(key.name).set(status["remaining_usd"])
 
     def _gauge_due(self, key_id: str) -> bool:
         """At most one budget read per key per second: the gauge is for dashboards, and the

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal, Protocol
-
-import anyio
 
 from cascade_gateway import tokens
 from cascade_gateway.budget.meter import UNMETERED, Meter
@@ -29,6 +27,7 @@ from cascade_gateway.errors import (
     ProviderError,
 )
 from cascade_gateway.providers.base import Provider
+from cascade_gateway.shielding import shielded
 from cascade_gateway.validation import Validator
 
 
@@ -191,7 +190,7 @@ class CascadeEngine:
                     raise
                 finally:
                     if meter is not UNMETERED:  # which has nothing to settle
-                        await _shielded(meter.settle(hold, attempt.cost_usd))
+                        await shielded(meter.settle(hold, attempt.cost_usd))
                 attempt.finish_reason = completion.finish_reason
                 if not validated or await self._accepts(route, request, completion, attempt):
                     self._serve(trace, route, attempt)
@@ -275,7 +274,7 @@ class CascadeEngine:
                     raise
                 finally:
                     if meter is not UNMETERED:  # which has nothing to settle
-                        await _shielded(meter.settle(hold, attempt.cost_usd))
+                        await shielded(meter.settle(hold, attempt.cost_usd))
                 attempt.finish_reason = completion.finish_reason
                 if validated:
                     accepted = await self._accepts(route, request, completion, attempt)
@@ -424,12 +423,6 @@ def _released(held: list[Delta]) -> list[Delta]:
 
 def _prompt_only(request: ChatRequest) -> Usage:
     return Usage(input_tokens=tokens.count_messages(request.messages, request.tools), counted=True)
-
-
-async def _shielded(awaitable: Awaitable[None]) -> None:
-    # Settling and recording must finish even when the request's task is being cancelled.
-    with anyio.CancelScope(shield=True):
-        await awaitable
 
 
 def _is_cancel(exc: BaseException) -> bool:

@@ -16,12 +16,14 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
+
+from cascade_gateway.shielding import shielded
 
 log = logging.getLogger("cascade_gateway.storage")
 
@@ -29,7 +31,6 @@ CHECKPOINT_EVERY_S = 1.0
 
 Row = dict[str, Any]
 Params = Mapping[str, Any]
-T = TypeVar("T")
 # Rows per multi-row INSERT (at most; see `_multi_row`): 64 rows of the ledger's 18 columns
 # stay far below SQLite's default bound of 32,766 parameters a statement.
 MULTI_ROW_MAX = 64
@@ -89,24 +90,6 @@ class Database(Protocol):
     async def ping(self) -> None: ...
 
     async def aclose(self) -> None: ...
-
-
-async def _uninterrupted(work: Awaitable[T]) -> T:
-    """`work`'s result, awaited to its end even if the caller is cancelled meanwhile (then the
-    cancellation is raised after it). If `work` itself is cancelled, that is an error."""
-    future = asyncio.ensure_future(work)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(future)
-            break
-        except asyncio.CancelledError:
-            if future.cancelled():
-                raise RuntimeError("the write was abandoned before it ended") from None
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
 
 
 class _SqliteConnection:
@@ -170,7 +153,7 @@ class SqliteDatabase:
     async def insert(self, inserts: Sequence[Insert]) -> None:
         statements = [s for insert in inserts for s in _multi_row(insert)]
         if self._writer is not None:
-            await _uninterrupted(self._writer.write(statements))
+            await shielded(self._writer.write(statements))
             return
         async with self.transaction() as conn:
             for sql, params in statements:
@@ -301,7 +284,7 @@ class PostgresDatabase:
             return await conn.execute(sql, params)
 
     async def insert(self, inserts: Sequence[Insert]) -> None:
-        await _uninterrupted(self._insert(inserts))
+        await shielded(self._insert(inserts))
 
     async def _insert(self, inserts: Sequence[Insert]) -> None:
         async with self.transaction() as conn:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from cascade_gateway import tokens
+from cascade_gateway.budget.meter import Hold, Meter
 from cascade_gateway.cascade.engine import CascadeEngine, Decided, DraftDelta, Finished, Output
 from cascade_gateway.domain import ChatRequest, ToolCall, Usage
 from cascade_gateway.errors import ModelNotFound, NoUpstreamAnswered, ProviderError
@@ -328,3 +331,30 @@ async def test_closing_the_stream_after_it_finished_keeps_the_outcome(engine, sc
     await events.aclose()
 
     assert recorder.get("done").outcome == "accepted"
+
+
+class SlowSettlingMeter(Meter):
+    """Settles as a shared counter store would: over a round trip that takes a while."""
+
+    def __init__(self) -> None:
+        self.settling = asyncio.Event()
+        self.settled: list[float] = []
+
+    async def settle(self, hold: Hold, cost_usd: float) -> None:
+        self.settling.set()
+        await asyncio.sleep(0.05)
+        self.settled.append(cost_usd)
+
+
+async def test_a_request_cancelled_while_settling_its_budget_still_settles(engine, scripted):
+    scripted.enqueue("draft-model", Scripted(text=GOOD, usage=Usage(100, 50)))
+    meter = SlowSettlingMeter()
+    request = engine.complete(engine.resolve("default"), ask(), request_id="r", meter=meter)
+    task = asyncio.create_task(request)
+
+    await meter.settling.wait()
+    task.cancel()  # as a client leaving a stream, or a shutdown, cancels it: natively
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert meter.settled == [exact((100 * 0.15 + 50 * 0.60) / 1e6)]
