@@ -9,7 +9,7 @@ proxy pointed at the same upstream. Then, for each upstream latency, concurrency
     (a) the fake upstream directly                       model draft-model
     (b) the gateway, naming a model (pass-through)       model small
     (c) the gateway's 2-tier cascade, draft accepted     model default
-    (f) the floor: a bare uvicorn + aiohttp forwarder    model draft-model
+    (f) the floor: a bare uvicorn forwarder    model draft-model
         (`benchmarks/floor_proxy.py`, the gateway's server and client with nothing between)
     (l) LiteLLM's proxy (pass-through, --with-litellm)   model draft-model
 

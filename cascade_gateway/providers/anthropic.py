@@ -14,9 +14,9 @@ Mapping decisions, where the two APIs differ:
   arguments that are not a JSON object) raises `ProviderError` with status 400 before any call,
   so the cascade can try a tier that can.
 
-The transport is `providers/http.py` (aiohttp), not the anthropic SDK: the SDK's request
-machinery cost several times aiohttp's CPU per call on the gateway's hot path, and the wire is
-small (POST `/v1/messages`, JSON or server-sent events back).
+The transport is `providers/http.py`, not the anthropic SDK: the SDK's request machinery cost
+several times the gateway's own client's CPU per call on the hot path, and the wire is small
+(POST `/v1/messages`, JSON or server-sent events back).
 """
 
 from __future__ import annotations
@@ -240,6 +240,10 @@ def messages_body(request: ChatRequest) -> dict[str, Any]:
     return body
 
 
+def _is_stop(event: SseEvent) -> bool:
+    return event.event == "message_stop"
+
+
 def _reported_counts(raw: Any) -> dict[str, int]:
     """The token counts an Anthropic usage object reports (absent or null ones left out)."""
     if not isinstance(raw, dict):
@@ -444,7 +448,7 @@ class AnthropicProvider:
             return [] if delta is None else [delta]
 
         async with (
-            aclosing(self._http.post_events("/v1/messages", body)) as reads,
+            aclosing(self._http.post_events("/v1/messages", body, last=_is_stop)) as reads,
             aclosing(deltas_per_read(reads, deltas_of)) as deltas,
         ):
             async for delta in deltas:

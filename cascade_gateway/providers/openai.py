@@ -266,6 +266,10 @@ async def deltas_per_read(
             return
 
 
+def _is_done(event: SseEvent) -> bool:
+    return event.data == "[DONE]"
+
+
 def _body(model: str, request: ChatRequest) -> dict[str, Any]:
     return {"model": model, "messages": request.messages, **chat_params(request)}
 
@@ -330,7 +334,7 @@ class OpenAIProvider:
             return None if event.data == "[DONE]" else mapper.feed(self._chunk(event))
 
         async with (
-            aclosing(self._http.post_events("/chat/completions", body)) as reads,
+            aclosing(self._http.post_events("/chat/completions", body, last=_is_done)) as reads,
             aclosing(deltas_per_read(reads, deltas_of)) as deltas,
         ):
             async for delta in deltas:

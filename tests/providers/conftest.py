@@ -1,13 +1,18 @@
-"""Adapters wired to scripted upstreams: real HTTP servers on 127.0.0.1."""
+"""Adapters wired to scripted upstreams, and connection pools to scripted servers: real HTTP
+servers on 127.0.0.1."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
 from cascade_gateway.providers.anthropic import AnthropicProvider
+from cascade_gateway.providers.connections import ConnectionPool, Origin
 from cascade_gateway.providers.openai import OpenAIProvider
+from tests.providers.raw_server import Answer, RawServer
 from tests.providers.wire import FakeUpstream
 
 
@@ -48,3 +53,38 @@ async def anthropic_provider(anthropic_upstream: FakeUpstream) -> AsyncIterator[
     )
     yield provider
     await provider.aclose()
+
+
+ServerFactory = Callable[..., Awaitable[RawServer]]
+PoolFactory = Callable[..., ConnectionPool]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[ServerFactory]:
+    """Starts a `RawServer` with the given answer (and TLS context); all stop after the test."""
+    servers: list[RawServer] = []
+
+    async def start(answer: Answer, ssl_context: ssl.SSLContext | None = None) -> RawServer:
+        server = RawServer(answer, ssl_context)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.aclose()
+
+
+@pytest.fixture
+async def pool_for() -> AsyncIterator[PoolFactory]:
+    """A `ConnectionPool` to a server's URL (keyword arguments pass through); closed after."""
+    pools: list[ConnectionPool] = []
+
+    def make(server: RawServer, **options: Any) -> ConnectionPool:
+        options.setdefault("headers", {})
+        pools.append(ConnectionPool(Origin.parse(server.url), **options))
+        return pools[-1]
+
+    yield make
+    for pool in pools:
+        await pool.aclose()
