@@ -205,7 +205,12 @@ class ConnectionPool:
                     raise
             waiter = loop.create_future()
             self._waiting.append(waiter)
-            await waiter
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled: pass the turn on
+                raise
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         origin = self.origin

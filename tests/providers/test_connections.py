@@ -271,6 +271,22 @@ async def test_at_most_max_connections_are_open_and_the_rest_wait(
     assert server.connections == 2
 
 
+async def test_a_caller_cancelled_as_its_turn_comes_passes_the_turn_on(
+    serve: ServerFactory, pool_for: PoolFactory
+) -> None:
+    pool = pool_for(await serve(answer_json), max_connections=1)
+    first = await pool.post("/chat", b"{}", accept="application/json")
+    second = asyncio.create_task(post(pool))
+    third = asyncio.create_task(post(pool))
+    await asyncio.sleep(0.01)  # both wait for the one connection
+
+    await first.read()
+    first.release()  # wakes the second caller...
+    second.cancel()  # ...which leaves before it runs
+
+    assert await asyncio.wait_for(third, 1) == (200, b'{"n": 2}')
+
+
 async def test_a_request_cancelled_while_waiting_closes_its_connection(
     serve: ServerFactory, pool_for: PoolFactory
 ) -> None:
