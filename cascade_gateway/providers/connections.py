@@ -1,10 +1,11 @@
 """Pooled HTTP/1.1 connections to one upstream origin: the transport under `http.UpstreamClient`.
 
 Built on asyncio's transports (TLS included) and httptools, the C parser uvicorn reads requests
-with. The adapters need one thing from HTTP — POST a body, read the answer as it arrives, over
-kept-alive connections — and aiohttp's general client machinery around that (its request and
-response models, traces, cookie and redirect handling) cost 110 to 190 µs of CPU per call on
-the gateway's hot path against 40 to 55 µs for this (`benchmarks/RESULTS.md`, session 5).
+with. The adapters need one thing from HTTP: POST a body, then read the answer as it arrives,
+over kept-alive connections. aiohttp's general client machinery around that (its request and
+response models, traces, cookie and redirect handling) cost 1.3 to 2 times this client's CPU
+per call, and its removal took 20 to 30 % off the gateway's CPU per request in
+`benchmarks/app_cpu.py` (`benchmarks/RESULTS.md`, session 5).
 
     pool = ConnectionPool(Origin.parse("https://api.openai.com"), headers={...})
     response = await pool.post("/v1/chat/completions", body, accept="application/json")
@@ -23,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import certifi
 import httptools
 
 # Reading pauses while this much of an answer waits for its reader (a slow client downstream).
@@ -131,7 +133,7 @@ class ConnectionPool:
         self.idle_s = idle_s
         self.linger_s = linger_s
         if ssl_context is None and origin.scheme == "https":
-            ssl_context = ssl.create_default_context()
+            ssl_context = default_tls()
         self._ssl = ssl_context
         fields = {"host": origin.authority, "accept-encoding": "identity", **headers}
         self._head = b"".join(_field(name, value) for name, value in fields.items())
@@ -254,6 +256,14 @@ class ConnectionPool:
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+
+def default_tls() -> ssl.SSLContext:
+    """Verified TLS trusting the system's authorities (`SSL_CERT_FILE` and `SSL_CERT_DIR`
+    included) and certifi's bundle, which is what the vendors' SDKs (httpx) trust."""
+    context = ssl.create_default_context()
+    context.load_verify_locations(certifi.where())
+    return context
 
 
 def _field(name: str, value: str) -> bytes:

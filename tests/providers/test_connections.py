@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from pathlib import Path
 
 import pytest
 import trustme
@@ -413,6 +414,24 @@ async def test_a_certificate_the_client_does_not_trust_fails_to_connect(
     try:
         with pytest.raises(ConnectionFailed, match="cannot connect"):
             await post(pool)
+    finally:
+        await pool.aclose()
+
+
+async def test_by_default_tls_trusts_the_authority_ssl_cert_file_names(
+    serve: ServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    server = await serve(answer_json, server_context)
+    bundle = tmp_path / "company-ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+
+    pool = ConnectionPool(Origin.parse(server.url), headers={})
+    try:
+        assert await post(pool, b"{}") == (200, b'{"n": 2}')
     finally:
         await pool.aclose()
 
