@@ -3,9 +3,9 @@
 Built on asyncio's transports (TLS included) and httptools, the C parser uvicorn reads requests
 with. The adapters need one thing from HTTP: POST a body, then read the answer as it arrives,
 over kept-alive connections. aiohttp's general client machinery around that (its request and
-response models, traces, cookie and redirect handling) cost 1.3 to 2 times this client's CPU
-per call, and its removal took 20 to 30 % off the gateway's CPU per request in
-`benchmarks/app_cpu.py` (`benchmarks/RESULTS.md`, session 5).
+response models, traces, cookie and redirect handling) cost about twice this client's CPU per
+call; served under load, the gateway spent 14 to 24 % less CPU per request without it
+(`benchmarks/RESULTS.md`, session 5).
 
     pool = ConnectionPool(Origin.parse("https://api.openai.com"), headers={...})
     response = await pool.post("/v1/chat/completions", body, accept="application/json")
