@@ -225,6 +225,10 @@ class ConnectionPool:
                     ssl=self._ssl,
                     server_hostname=origin.host if self._ssl else None,
                 )
+        except TimeoutError:  # an OSError too, so named first
+            raise TimeoutError(
+                f"connecting to {origin.host}:{origin.port} took over {self.connect_timeout_s:g} s"
+            ) from None
         except OSError as exc:  # refused, unreachable, DNS, TLS
             raise ConnectionFailed(
                 f"cannot connect to {origin.host}:{origin.port}: {exc.strerror or exc}"

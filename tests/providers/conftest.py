@@ -3,8 +3,10 @@ servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -88,3 +90,25 @@ async def pool_for() -> AsyncIterator[PoolFactory]:
     yield make
     for pool in pools:
         await pool.aclose()
+
+
+@pytest.fixture
+def unaccepting_port() -> Iterator[int]:
+    """A local port whose listener never accepts and whose backlog is full: a connection to it
+    hangs in the handshake, as to an unreachable host."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        try:
+            yield port
+        finally:
+            for filler in fillers:
+                filler.close()

@@ -314,6 +314,17 @@ async def test_a_refused_connection_fails_to_connect(pool_for: PoolFactory) -> N
         await post(pool)
 
 
+async def test_a_connection_never_accepted_times_out_connecting(unaccepting_port: int) -> None:
+    pool = ConnectionPool(
+        Origin.parse(f"http://127.0.0.1:{unaccepting_port}"), headers={}, connect_timeout_s=0.1
+    )
+    try:
+        with pytest.raises(TimeoutError, match="connecting to"):
+            await post(pool)
+    finally:
+        await pool.aclose()
+
+
 async def test_an_answer_that_never_comes_times_out(
     serve: ServerFactory, pool_for: PoolFactory
 ) -> None:
