@@ -319,6 +319,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = now
         self._parser = None
         self._cancel_timer()
+        self._drop_unread()
 
     async def send(self, request: bytes) -> None:
         """Write `request` and wait for the head of its answer."""
@@ -352,6 +353,7 @@ class _Connection(asyncio.Protocol):
     def finish_later(self, delay_s: float) -> None:
         """Let the answer's end arrive (back to the pool then) for up to `delay_s`."""
         self._cancel_timer()
+        self._drop_unread()
         if self._complete:
             self.pool.finished_lingering(self)
         else:
@@ -417,6 +419,8 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.pool_state == "lingering":
+            return  # nobody will read it: only where the body ends matters now
         self._body.append(body)
         self._buffered += len(body)
         if self._buffered > _HIGH_WATER and not self._paused and self._transport is not None:
@@ -473,6 +477,14 @@ class _Connection(asyncio.Protocol):
     def _give_up_lingering(self) -> None:
         self._timer = None
         self.pool.finished_lingering(self)
+
+    def _drop_unread(self) -> None:
+        """Nobody will read what is buffered: free it, and read on if reading was paused."""
+        self._body = []
+        self._buffered = 0
+        if self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -236,6 +236,29 @@ async def test_an_answer_finished_by_protocol_returns_its_connection_once_the_bo
     assert [seen.connection for seen in server.seen] == [0, 0]
 
 
+async def test_a_connection_paused_on_an_unread_tail_still_returns_to_the_pool(
+    serve: ServerFactory, pool_for: PoolFactory
+) -> None:
+    tail = b"x" * (1024 * 1024)  # past the point where reading pauses
+
+    async def done_then_a_long_tail(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        writer.write(CHUNKED_HEAD + chunk(b"data: [DONE]\n\n") + chunk(tail) + chunk(b""))
+        await writer.drain()
+        return True
+
+    server = await serve(done_then_a_long_tail)
+    pool = pool_for(server, linger_s=0.5)
+
+    for _ in range(2):
+        response = await pool.post("/chat", b"{}", accept="text/event-stream")
+        await asyncio.sleep(0.05)  # the tail arrives unread and reading pauses
+        response.finished_by_protocol()
+        response.release()
+        await asyncio.sleep(0.05)
+
+    assert [seen.connection for seen in server.seen] == [0, 0]
+
+
 async def test_an_answer_finished_by_protocol_whose_body_never_ends_is_closed(
     serve: ServerFactory, pool_for: PoolFactory
 ) -> None:
