@@ -306,7 +306,8 @@ class _Connection(asyncio.Protocol):
     @property
     def healthy(self) -> bool:
         """Open, and nothing has gone wrong on it."""
-        return self._error is None and self._transport is not None
+        transport = self._transport
+        return self._error is None and transport is not None and not transport.is_closing()
 
     @property
     def reusable(self) -> bool:
