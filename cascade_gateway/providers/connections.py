@@ -320,15 +320,14 @@ class _Connection(asyncio.Protocol):
         self.idle_since = now
         self._parser = None
         self._cancel_timer()
-        self._drop_unread()
+        self._empty_buffer()
 
     async def send(self, request: bytes) -> None:
-        """Write `request` and wait for the head of its answer."""
+        """Write `request` and wait for the head of its answer (the body buffer is empty: the
+        connection is new or has rested)."""
         self._parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.headers = {}
-        self._body = []
-        self._buffered = 0
         self._head_done = self._complete = self._until_close = self._keep_alive = False
         self.linger = False
         self._last_read = self._loop.time()
@@ -344,17 +343,13 @@ class _Connection(asyncio.Protocol):
                 return b""
             await self._wait()
         chunk = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        self._body = []
-        self._buffered = 0
-        if self._paused and self._transport is not None:
-            self._paused = False
-            self._transport.resume_reading()
+        self._empty_buffer()
         return chunk
 
     def finish_later(self, delay_s: float) -> None:
         """Let the answer's end arrive (back to the pool then) for up to `delay_s`."""
         self._cancel_timer()
-        self._drop_unread()
+        self._empty_buffer()
         if self._complete:
             self.pool.finished_lingering(self)
         else:
@@ -479,8 +474,9 @@ class _Connection(asyncio.Protocol):
         self._timer = None
         self.pool.finished_lingering(self)
 
-    def _drop_unread(self) -> None:
-        """Nobody will read what is buffered: free it, and read on if reading was paused."""
+    def _empty_buffer(self) -> None:
+        """Empty the body buffer (read, or never to be read), and read on if it had paused
+        reading."""
         self._body = []
         self._buffered = 0
         if self._paused and self._transport is not None:

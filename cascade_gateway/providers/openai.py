@@ -331,7 +331,7 @@ class OpenAIProvider:
 
         # Leaving this loop early (the consumer closed us) closes the HTTP response.
         def deltas_of(event: SseEvent) -> list[Delta] | None:
-            return None if event.data == "[DONE]" else mapper.feed(self._chunk(event))
+            return None if _is_done(event) else mapper.feed(self._chunk(event))
 
         async with (
             aclosing(self._http.post_events("/chat/completions", body, last=_is_done)) as reads,

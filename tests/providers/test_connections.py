@@ -22,6 +22,10 @@ async def answer_json(seen: Seen, writer: asyncio.StreamWriter) -> bool:
     return True
 
 
+async def never_answer(seen: Seen, writer: asyncio.StreamWriter) -> bool:
+    return True
+
+
 async def answer_then_close(seen: Seen, writer: asyncio.StreamWriter) -> bool:
     writer.write(json_answer(b"{}", b"connection: close\r\n"))
     return False
@@ -314,10 +318,7 @@ async def test_a_caller_cancelled_as_its_turn_comes_passes_the_turn_on(
 async def test_a_request_cancelled_while_waiting_closes_its_connection(
     serve: ServerFactory, pool_for: PoolFactory
 ) -> None:
-    async def never(seen: Seen, writer: asyncio.StreamWriter) -> bool:
-        return True
-
-    server = await serve(never)
+    server = await serve(never_answer)
     pool = pool_for(server)
 
     with pytest.raises(TimeoutError):
@@ -351,10 +352,7 @@ async def test_a_connection_never_accepted_times_out_connecting(unaccepting_port
 async def test_an_answer_that_never_comes_times_out(
     serve: ServerFactory, pool_for: PoolFactory
 ) -> None:
-    async def never(seen: Seen, writer: asyncio.StreamWriter) -> bool:
-        return True
-
-    pool = pool_for(await serve(never), read_timeout_s=0.05)
+    pool = pool_for(await serve(never_answer), read_timeout_s=0.05)
 
     with pytest.raises(TimeoutError):
         await post(pool)
