@@ -37,7 +37,7 @@ from cascade_gateway.domain import (
 )
 from cascade_gateway.errors import ProviderError
 from cascade_gateway.providers.http import SseEvent, UpstreamClient
-from cascade_gateway.providers.openai import counted_usage, deltas_per_read
+from cascade_gateway.providers.openai import counted_usage
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 
@@ -437,7 +437,6 @@ class AnthropicProvider:
         body = self._body(model, request) | {"stream": True}
         mapper = _EventMapper(request, self.name)
 
-        # Leaving this loop early (the consumer closed us) closes the HTTP response.
         def deltas_of(event: SseEvent) -> list[Delta]:
             if event.event == "ping":
                 return []
@@ -447,10 +446,9 @@ class AnthropicProvider:
             delta = mapper.feed(data)
             return [] if delta is None else [delta]
 
-        async with (
-            aclosing(self._http.post_events("/v1/messages", body, last=_is_stop)) as reads,
-            aclosing(deltas_per_read(reads, deltas_of)) as deltas,
-        ):
+        # Leaving this loop early (the consumer closed us) closes the HTTP response.
+        post = self._http.post_deltas("/v1/messages", body, deltas_of, last=_is_stop)
+        async with aclosing(post) as deltas:
             async for delta in deltas:
                 yield delta
         yield mapper.finish()

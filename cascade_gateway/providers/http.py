@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from cascade_gateway.domain import Delta, merge_deltas
 from cascade_gateway.errors import ProviderError
 from cascade_gateway.providers.connections import (
     ConnectionFailed,
@@ -88,7 +89,7 @@ class UpstreamClient:
     Example:
         client = UpstreamClient("openai", "https://api.openai.com/v1", headers={...})
         body = await client.post_json("/chat/completions", {...})
-        async for events in client.post_events("/chat/completions", {...}): ...
+        async for delta in client.post_deltas("/chat/completions", {...}, deltas_of, last=...):
     """
 
     def __init__(
@@ -138,20 +139,24 @@ class UpstreamClient:
                 provider=self.provider,
             ) from exc
 
-    async def post_events(
+    async def post_deltas(
         self,
         path: str,
         body: Mapping[str, Any],
+        deltas_of: Callable[[SseEvent], list[Delta]],
         *,
-        last: Callable[[SseEvent], bool] | None = None,
-    ) -> AsyncIterator[list[SseEvent]]:
-        """POST `body` and yield the server-sent events of the answer, as they arrived: one
-        list per network read, so that events which came together can be handled together.
+        last: Callable[[SseEvent], bool],
+    ) -> AsyncIterator[Delta]:
+        """POST `body` and yield the deltas of its server-sent events, `deltas_of` mapping each
+        event: one delta per network read, what it brought merged, because every step after
+        this one, down to the write to the client, costs per delta.
 
-        The events end with the body, or with the first for which `last` is true (the
-        protocol's end marker, such as OpenAI's `[DONE]`): the connection then goes back to
-        the pool. Closing the iterator before either closes the connection, which aborts the
-        upstream call.
+        The deltas end with the body, or at the first event for which `last` is true (the
+        protocol's end marker, such as OpenAI's `[DONE]`; later events are dropped): the
+        connection then goes back to the pool. A `ProviderError` raised for an event is raised
+        after the deltas of the events before it in the same read: what was produced is
+        billed. Closing the iterator earlier closes the connection, which aborts the upstream
+        call.
         """
         response = await self._post(path, body, "text/event-stream")
         try:
@@ -160,13 +165,25 @@ class UpstreamClient:
                 raise self._status_error(response.status, response.headers, payload)
             parser = SseParser()
             while chunk := await response.read_some():
-                if not (events := parser.feed(chunk)):
-                    continue
-                if last is not None and any(map(last, events)):
-                    response.finished_by_protocol()
-                    yield events
+                deltas: list[Delta] = []
+                failure: ProviderError | None = None
+                ended = False
+                for event in parser.feed(chunk):
+                    try:
+                        deltas += deltas_of(event)
+                    except ProviderError as exc:
+                        failure = exc
+                        break
+                    if last(event):
+                        ended = True
+                        response.finished_by_protocol()
+                        break
+                if deltas:
+                    yield merge_deltas(deltas)
+                if failure is not None:
+                    raise failure
+                if ended:
                     return
-                yield events
             # An event the stream ended in the middle of is dropped, as the SSE rules say: the
             # adapters then see a stream that ended before it said why, and report that.
         except (ConnectionFailed, TimeoutError) as exc:

@@ -14,7 +14,7 @@ reported none). A stream that ends before the upstream said why raises `Provider
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing
 from typing import Any
 
@@ -27,7 +27,6 @@ from cascade_gateway.domain import (
     ToolCall,
     ToolCallDelta,
     Usage,
-    merge_deltas,
 )
 from cascade_gateway.errors import ProviderError
 from cascade_gateway.providers.http import SseEvent, UpstreamClient
@@ -233,39 +232,6 @@ class ChatChunkMapper:
         return Delta(finish_reason=self._finish_reason, usage=usage)
 
 
-async def deltas_per_read(
-    reads: AsyncIterator[list[SseEvent]],
-    deltas_of: Callable[[SseEvent], list[Delta] | None],
-) -> AsyncIterator[Delta]:
-    """The deltas of a stream, one per network read: `deltas_of` maps each event (None: the
-    stream's end marker), and what one read brought is merged into one delta, because every
-    step after this one, down to the write to the client, costs per delta.
-
-    A `ProviderError` raised for an event is raised after the deltas of the events before it
-    in the same read have been yielded: what was produced is billed.
-    """
-    async for events in reads:
-        deltas: list[Delta] = []
-        failure: ProviderError | None = None
-        ended = False
-        for event in events:
-            try:
-                produced = deltas_of(event)
-            except ProviderError as exc:
-                failure = exc
-                break
-            if produced is None:
-                ended = True
-                break
-            deltas += produced
-        if deltas:
-            yield merge_deltas(deltas)
-        if failure is not None:
-            raise failure
-        if ended:
-            return
-
-
 def _is_done(event: SseEvent) -> bool:
     return event.data == "[DONE]"
 
@@ -329,14 +295,12 @@ class OpenAIProvider:
         mapper = ChatChunkMapper(request, self.name)
         body = _body(model, request) | {"stream": True, "stream_options": {"include_usage": True}}
 
-        # Leaving this loop early (the consumer closed us) closes the HTTP response.
-        def deltas_of(event: SseEvent) -> list[Delta] | None:
-            return None if _is_done(event) else mapper.feed(self._chunk(event))
+        def deltas_of(event: SseEvent) -> list[Delta]:
+            return [] if _is_done(event) else mapper.feed(self._chunk(event))
 
-        async with (
-            aclosing(self._http.post_events("/chat/completions", body, last=_is_done)) as reads,
-            aclosing(deltas_per_read(reads, deltas_of)) as deltas,
-        ):
+        # Leaving this loop early (the consumer closed us) closes the HTTP response.
+        post = self._http.post_deltas("/chat/completions", body, deltas_of, last=_is_done)
+        async with aclosing(post) as deltas:
             async for delta in deltas:
                 yield delta
         yield mapper.finish()

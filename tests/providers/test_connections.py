@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from cascade_gateway.domain import Delta
 from cascade_gateway.providers.connections import ConnectionFailed, ConnectionPool, Origin
 from cascade_gateway.providers.http import SseEvent, UpstreamClient
 from tests.providers.conftest import PoolFactory, ServerFactory
@@ -471,24 +472,31 @@ async def test_by_default_tls_trusts_the_authority_ssl_cert_file_names(
 # --- the upstream client on top ------------------------------------------------------------
 
 
-async def test_events_end_at_the_protocols_last_event_though_the_body_goes_on(
+async def test_deltas_end_at_the_protocols_last_event_though_the_body_goes_on(
     serve: ServerFactory,
 ) -> None:
     async def done_but_open(seen: Seen, writer: asyncio.StreamWriter) -> bool:
-        writer.write(CHUNKED_HEAD + chunk(b"data: 1\n\ndata: [DONE]\n\n"))
+        writer.write(CHUNKED_HEAD + chunk(b"data: 1\n\ndata: 2\n\ndata: [DONE]\n\ndata: 3\n\n"))
         return True
 
     server = await serve(done_but_open)
     client = UpstreamClient("test", server.url, headers={}, error_message=lambda body: None)
+    seen: list[SseEvent] = []
+
+    def deltas_of(event: SseEvent) -> list[Delta]:
+        seen.append(event)
+        return [Delta(text=event.data)]
+
     try:
         async with asyncio.timeout(1):
-            reads = [
-                events
-                async for events in client.post_events(
-                    "/chat", {}, last=lambda event: event.data == "[DONE]"
+            deltas = [
+                delta
+                async for delta in client.post_deltas(
+                    "/chat", {}, deltas_of, last=lambda event: event.data == "[DONE]"
                 )
             ]
     finally:
         await client.aclose()
 
-    assert reads == [[SseEvent(None, "1"), SseEvent(None, "[DONE]")]]
+    assert [event.data for event in seen] == ["1", "2", "[DONE]"]
+    assert deltas == [Delta(text="12[DONE]")]  # one read: one merged delta
