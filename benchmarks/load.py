@@ -428,6 +428,7 @@ def run_point(
             collapsed.append(Path(f"{args.profile}-{latency_ms:g}ms-w{i}.txt"))
             profilers.append(hotspots.record(pid, args.warmup + args.duration, collapsed[-1]))
     cpu_before = {n: s.cpu_s() for n, s in services.items()}
+    workers_before = {pid: _cpu_s(pid) for pid in service.workers()}
     busy_before = machine_busy_s()
     started = time.monotonic()
     result = drive(service, route, concurrency, stream, args.duration, args.warmup)
@@ -438,6 +439,10 @@ def run_point(
     cpu["client"] = result["client_cpu"]
     cpu["other"] = max(0.0, machine_cores - sum(cpu.values()))
     result["cpu"] = {n: round(v, 2) for n, v in cpu.items()}
+    # Per worker: the kernel spreads connections by hash, so the split shows the balance.
+    result["worker_cores"] = [
+        round((_cpu_s(pid) - before) / wall, 2) for pid, before in workers_before.items()
+    ]
     if profilers:
         for profiler in profilers:
             profiler.wait(timeout=args.duration + 30)

@@ -119,18 +119,25 @@ class ToolCallDelta:
 @dataclass(frozen=True, slots=True)
 class Delta:
     """One piece of a streamed answer. The last delta of a stream carries `finish_reason`;
-    `usage` appears on whichever delta the upstream reported it (often the last)."""
+    `usage` appears on whichever delta the upstream reported it (often the last).
+
+    `ends_stream`: the upstream's stream ended with this piece (its end marker came in the
+    same read), so the closing delta follows without waiting on the network: whoever sends
+    pieces on can send this one together with the end.
+    """
 
     text: str = ""
     tool_calls: tuple[ToolCallDelta, ...] = ()
     finish_reason: str | None = None
     usage: Usage | None = None
     logprobs: tuple[TokenLogprob, ...] = ()
+    ends_stream: bool = False
 
 
 def merge_deltas(deltas: Sequence[Delta]) -> Delta:
     """Consecutive deltas as one: text and logprobs joined, each tool call's fragments joined
-    into one fragment per call, the last finish reason and usage kept.
+    into one fragment per call, the last finish reason and usage kept; it ends the stream if
+    the last of them did.
 
     A client folding the merged delta ends with the same message as from the pieces; the
     gateway sends an answer it held back (a validated draft) this way, in one chunk.
@@ -155,6 +162,7 @@ def merge_deltas(deltas: Sequence[Delta]) -> Delta:
         finish_reason=finish_reason,
         usage=usage,
         logprobs=tuple(logprobs),
+        ends_stream=deltas[-1].ends_stream,
     )
 
 

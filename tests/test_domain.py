@@ -37,3 +37,8 @@ def test_merged_deltas_keep_the_finish_reason_and_usage_they_carry():
     merged = merge_deltas([Delta(text="Hi"), Delta(finish_reason="stop", usage=Usage(3, 1))])
 
     assert (merged.text, merged.finish_reason, merged.usage) == ("Hi", "stop", Usage(3, 1))
+
+
+def test_merged_deltas_end_the_stream_when_their_last_one_does():
+    assert merge_deltas([Delta(text="a"), Delta(text="b", ends_stream=True)]).ends_stream
+    assert not merge_deltas([Delta(text="a", ends_stream=True), Delta(text="b")]).ends_stream

@@ -208,8 +208,8 @@ async def _frames(
     log_content: ChatRequest | None,
 ) -> AsyncIterator[bytes]:
     # Frames ready together go out in one write: the role chunk with the first content; a
-    # released answer (all there at once), the finishing chunk, usage and [DONE] with the end
-    # of the body.
+    # released answer (all there at once), or the last content when the upstream's end came
+    # with it, with the finishing chunk, usage and [DONE] at the end of the body.
     ready = sse.frame(writer.role())
     closing = b""
     async with aclosing(events):
@@ -224,7 +224,8 @@ async def _frames(
                         finishing = chunk
                     elif chunk is not None:
                         ready += sse.frame(chunk)
-                        if not event.released:
+                        # The rest follows at once: it goes out with the end, in one write.
+                        if not (event.released or event.delta.ends_stream):
                             yield ready
                             ready = b""
                 elif isinstance(event, Finished):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import email.utils
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -153,10 +153,10 @@ class UpstreamClient:
 
         The deltas end with the body, or at the first event for which `last` is true (the
         protocol's end marker, such as OpenAI's `[DONE]`; later events are dropped): the
-        connection then goes back to the pool. A `ProviderError` raised for an event is raised
-        after the deltas of the events before it in the same read: what was produced is
-        billed. Closing the iterator earlier closes the connection, which aborts the upstream
-        call.
+        connection then goes back to the pool, and the delta of that read `ends_stream`.
+        A `ProviderError` raised for an event is raised after the deltas of the events before
+        it in the same read: what was produced is billed. Closing the iterator earlier closes
+        the connection, which aborts the upstream call.
         """
         response = await self._post(path, body, "text/event-stream")
         try:
@@ -179,7 +179,8 @@ class UpstreamClient:
                         response.finished_by_protocol()
                         break
                 if deltas:
-                    yield merge_deltas(deltas)
+                    merged = merge_deltas(deltas)
+                    yield replace(merged, ends_stream=True) if ended else merged
                 if failure is not None:
                     raise failure
                 if ended:

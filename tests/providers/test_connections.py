@@ -499,4 +499,4 @@ async def test_deltas_end_at_the_protocols_last_event_though_the_body_goes_on(
         await client.aclose()
 
     assert [event.data for event in seen] == ["1", "2", "[DONE]"]
-    assert deltas == [Delta(text="12[DONE]")]  # one read: one merged delta
+    assert deltas == [Delta(text="12[DONE]", ends_stream=True)]  # one read: one merged delta
