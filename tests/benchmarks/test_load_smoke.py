@@ -46,6 +46,7 @@ def test_one_point_through_upstream_and_gateway() -> None:
         assert point["concurrency"] == 2 and point["stream"] is False
     assert set(gateway["added_ms"]) == {"p50", "p90", "p99"}
     assert gateway["cpu"]["gateway"] > 0
+    assert len(gateway["worker_cores"]) == 1  # one figure per worker
     assert run["rss_before"]["gateway"]["total_mb"] > 0
     assert run["rss_after"]["gateway"]["workers_mb"]
 
@@ -59,3 +60,20 @@ def test_streams_report_time_to_first_token() -> None:
         )  # fmt: skip
     _sane(point)
     assert 0 < point["ttft_ms"]["p50"] <= point["latency_ms"]["p50"]
+
+
+def test_ab_compares_two_checkouts_served_side_by_side() -> None:
+    checkout = str(BENCHMARKS.parent)
+    done = subprocess.run(
+        [
+            sys.executable, str(BENCHMARKS / "ab.py"), "--old", checkout, "--new", checkout,
+            "--rounds", "1", "--seconds", "0.5", "--concurrency", "2",
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line}
+    for side in ("old", "new"):
+        cpu_ms, rps, p50, p99 = map(float, rows[side])
+        assert cpu_ms > 0 and rps > 0 and 0 < p50 <= p99
+    assert "new/old" in rows
