@@ -83,16 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cascade-ab-") as tmp, ExitStack() as stack:
         folder = Path(tmp)
         os.chdir(folder)
-        script = folder / "script.yaml"
-        script.write_text(yaml.safe_dump({"rules": [{"reply": {"text": load.ANSWER}}]}))
-        port = load.free_port()
-        upstream = f"http://127.0.0.1:{port}"
-        up_argv = [sys.executable, "-m", "cascade_gateway", "fake-upstream", "--port", str(port)]
-        up_argv += ["--script", str(script), "--latency-ms", str(args.latency_ms)]
-        up_argv += ["--history", "0"]
         env = {**os.environ, "PYTHONPATH": str(args.new)}
-        up = stack.enter_context(load.running("upstream", up_argv, upstream, folder, env=env))
-        load.wait_answering(up, "/v1/models")
+        upstream = load.start_fake_upstream(folder, args.latency_ms, stack, env).url
         sides = {
             "old": serve(args.old.resolve(), "old", upstream + "/v1", folder, stack),
             "new": serve(args.new.resolve(), "new", upstream + "/v1", folder, stack),

@@ -148,14 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name, ExitStack() as stack:
         folder = Path(name)
-        script = folder / "script.yaml"
-        script.write_text(yaml.safe_dump({"rules": [{"reply": {"text": load.ANSWER}}]}))
-        port = load.free_port()
-        upstream = f"http://127.0.0.1:{port}"
-        argv = [sys.executable, "-m", "cascade_gateway", "fake-upstream", "--port", str(port)]
-        argv += ["--script", str(script), "--latency-ms", "0", "--history", "0"]
-        service = stack.enter_context(load.running("upstream", argv, upstream, folder))
-        load.wait_answering(service, "/v1/models")
+        upstream = load.start_fake_upstream(folder, 0, stack).url
         # The request log (one line a request, as in production) goes to stderr: into a file.
         with open(folder / "gateway.log", "wb") as log:
             os.dup2(log.fileno(), sys.stderr.fileno())

@@ -98,14 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     checkout = args.checkout.resolve()
     with tempfile.TemporaryDirectory(prefix="cascade-instr-") as tmp, ExitStack() as stack:
         folder = Path(tmp)
-        script = folder / "script.yaml"
-        script.write_text(yaml.safe_dump({"rules": [{"reply": {"text": load.ANSWER}}]}))
-        port = load.free_port()
-        upstream = f"http://127.0.0.1:{port}"
-        up_argv = [sys.executable, "-m", "cascade_gateway", "fake-upstream", "--port", str(port)]
-        up_argv += ["--script", str(script), "--latency-ms", "0", "--history", "0"]
-        up = stack.enter_context(load.running("upstream", up_argv, upstream, folder))
-        load.wait_answering(up, "/v1/models")
+        upstream = load.start_fake_upstream(folder, 0, stack).url
         config = folder / "gateway.yaml"
         config.write_text(yaml.safe_dump(load.gateway_config(upstream + "/v1", folder, "info")))
         (folder / "metrics").mkdir()

@@ -242,6 +242,28 @@ def wait_idle(services: list[Service], timeout: float = 120.0) -> None:
 # --- the runs --------------------------------------------------------------------------------
 
 
+def fake_upstream(folder: Path, latency_ms: float) -> tuple[list[str], str]:
+    """The command that runs the benchmarks' fake upstream on a free port, answering `ANSWER`
+    after `latency_ms` (its script written to `folder`), and the upstream's URL."""
+    script = folder / "script.yaml"
+    script.write_text(yaml.safe_dump({"rules": [{"reply": {"text": ANSWER}}]}))
+    port = free_port()
+    argv = [sys.executable, "-m", "cascade_gateway", "fake-upstream", "--port", str(port)]
+    # No request history: keeping one made the fake's own garbage collections stall it.
+    argv += ["--script", str(script), "--latency-ms", str(latency_ms), "--history", "0"]
+    return argv, f"http://127.0.0.1:{port}"
+
+
+def start_fake_upstream(
+    folder: Path, latency_ms: float, stack: ExitStack, env: dict[str, str] | None = None
+) -> Service:
+    """`fake_upstream`, started and answering; it stops when `stack` closes."""
+    argv, url = fake_upstream(folder, latency_ms)
+    service = stack.enter_context(running("upstream", argv, url, folder, env=env))
+    wait_answering(service, "/v1/models")
+    return service
+
+
 def gateway_config(upstream_v1: str, folder: Path, log_level: str) -> dict[str, Any]:
     """A 2-tier cascade and two direct aliases on the fake upstream; ledger in SQLite."""
     return {
@@ -353,18 +375,13 @@ def start_services(
 ) -> dict[str, Service]:
     """The fake upstream, the gateway and (optionally) LiteLLM's proxy, started in parallel and
     answering; they stop when `stack` closes."""
-    up_port, gw_port, ll_port, fl_port = free_port(), free_port(), free_port(), free_port()
-    upstream = f"http://127.0.0.1:{up_port}"
-    script = folder / "script.yaml"
-    script.write_text(yaml.safe_dump({"rules": [{"reply": {"text": ANSWER}}]}))
+    gw_port, ll_port, fl_port = free_port(), free_port(), free_port()
+    upstream_argv, upstream = fake_upstream(folder, latency_ms)
     config = folder / "gateway.yaml"
     config.write_text(
         yaml.safe_dump(gateway_config(upstream + "/v1", folder, args.gateway_log_level))
     )
     cli = [sys.executable, "-m", "cascade_gateway"]
-    upstream_argv = [*cli, "fake-upstream", "--port", str(up_port), "--script", str(script)]
-    # No request history: keeping one made the fake's own garbage collections stall it.
-    upstream_argv += ["--latency-ms", str(latency_ms), "--history", "0"]
     gateway_argv = [*cli, "serve", "--config", str(config), "--port", str(gw_port)]
     gateway_argv += ["--workers", str(args.workers)]
     services = {
