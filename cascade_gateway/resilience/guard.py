@@ -153,10 +153,10 @@ class GuardedProvider:
                 self._admit()
                 async with self._admission, aclosing(self._inner.stream(model, request)) as deltas:
                     policy = self._policy
-                    opened, now = time.monotonic(), _now()
-                    total_at = now + policy.total_s if policy.total_s is not None else None
+                    opened = _now()
+                    total_at = opened + policy.total_s if policy.total_s is not None else None
                     first_at = (
-                        now + policy.first_token_s if policy.first_token_s is not None else None
+                        opened + policy.first_token_s if policy.first_token_s is not None else None
                     )
                     first = True
                     while True:
@@ -170,7 +170,7 @@ class GuardedProvider:
                             break
                         except TimeoutError:
                             what = "first token" if first and deadline == first_at else "answer"
-                            waited = time.monotonic() - opened
+                            waited = _now() - opened
                             raise self._timed_out(f"no {what} after {waited:.1f}s") from None
                         except ProviderError as exc:
                             self._record_failure(exc)
