@@ -105,6 +105,23 @@ class Completion:
     tool_calls: list[ToolCall] = field(default_factory=list)
     logprobs: list[TokenLogprob] | None = None
 
+    def as_deltas(self) -> list[Delta]:
+        """The answer as a stream would have brought it, all at once: its content in one
+        delta (if it has any), then the closing delta with finish reason and usage."""
+        closing = Delta(finish_reason=self.finish_reason, usage=self.usage, ends_stream=True)
+        if not (self.text or self.tool_calls or self.logprobs):
+            return [closing]
+        body = Delta(
+            text=self.text,
+            tool_calls=tuple(
+                ToolCallDelta(index, id=call.id, name=call.name, arguments=call.arguments)
+                for index, call in enumerate(self.tool_calls)
+            ),
+            logprobs=tuple(self.logprobs or ()),
+            ends_stream=True,
+        )
+        return [body, closing]
+
 
 @dataclass(frozen=True, slots=True)
 class ToolCallDelta:

@@ -79,9 +79,12 @@ def build_routes(
     def tier(alias: str, validated: bool = False, cascade: CascadeConfig | None = None) -> Tier:
         model = models[alias]
         provider = providers[model.provider]
+        fetch_whole = validated
         if resilience is not None:
-            provider = resilience.guard(alias, provider, validated=validated, cascade=cascade)
-        return Tier(model=model, provider=provider)
+            guarded = resilience.guard(alias, provider, validated=validated, cascade=cascade)
+            fetch_whole = validated and guarded.policy.first_token_s is None
+            provider = guarded
+        return Tier(model=model, provider=provider, fetch_whole=fetch_whole)
 
     routes = {
         alias: Route(

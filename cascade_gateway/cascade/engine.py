@@ -37,6 +37,10 @@ class Tier:
 
     model: ResolvedModel
     provider: Provider
+    # A validated tier's answer is held until judged, so a stream of it is fetched whole:
+    # one JSON body instead of an event per token to parse. Not when a first-token deadline
+    # must watch the answer start.
+    fetch_whole: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,21 +248,28 @@ class CascadeEngine:
                 held: list[Delta] = []
                 began = self._clock()
                 try:
-                    async with aclosing(
-                        tier.provider.stream(tier.model.upstream_model, hold.request)
-                    ) as deltas:
-                        async for delta in deltas:
-                            if attempt.ttft_ms is None and (delta.text or delta.tool_calls):
-                                attempt.ttft_ms = self._ms_since(began)
-                            assembler.add(delta)
-                            if not validated:
-                                self._mark_first_output(trace, start, delta)
-                                yield Output(index, tier.model.alias, delta)
-                            else:
-                                held.append(delta)
-                                if provisional:
-                                    yield DraftDelta(index, tier.model.alias, delta)
-                    completion = assembler.completion(request)
+                    if validated and tier.fetch_whole and not provisional:
+                        completion = await tier.provider.complete(
+                            tier.model.upstream_model, hold.request
+                        )
+                        attempt.ttft_ms = self._ms_since(began)  # every token came at once
+                        held = completion.as_deltas()
+                    else:
+                        async with aclosing(
+                            tier.provider.stream(tier.model.upstream_model, hold.request)
+                        ) as deltas:
+                            async for delta in deltas:
+                                if attempt.ttft_ms is None and (delta.text or delta.tool_calls):
+                                    attempt.ttft_ms = self._ms_since(began)
+                                assembler.add(delta)
+                                if not validated:
+                                    self._mark_first_output(trace, start, delta)
+                                    yield Output(index, tier.model.alias, delta)
+                                else:
+                                    held.append(delta)
+                                    if provisional:
+                                        yield DraftDelta(index, tier.model.alias, delta)
+                        completion = assembler.completion(request)
                     self._settle(attempt, tier, completion.usage, began)
                 except ProviderError as exc:
                     billed = assembler.counted_usage(request) if assembler.has_output else None

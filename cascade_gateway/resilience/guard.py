@@ -112,7 +112,7 @@ class GuardedProvider:
         self.name = inner.name
         self.model = model
         self._inner = inner
-        self._policy = policy
+        self.policy = policy
         self._breaker = breaker
         self._admission = admission
         self._sleep = sleep
@@ -130,7 +130,7 @@ class GuardedProvider:
 
     async def _complete_once(self, model: str, request: ChatRequest) -> Completion:
         self._admit()
-        total_s = self._policy.total_s
+        total_s = self.policy.total_s
         async with self._admission:
             try:
                 async with _deadline_at(None if total_s is None else _now() + total_s):
@@ -152,7 +152,7 @@ class GuardedProvider:
             try:
                 self._admit()
                 async with self._admission, aclosing(self._inner.stream(model, request)) as deltas:
-                    policy = self._policy
+                    policy = self.policy
                     opened = _now()
                     total_at = opened + policy.total_s if policy.total_s is not None else None
                     first_at = (
@@ -208,15 +208,15 @@ class GuardedProvider:
         """Sleep before the next try, or re-raise when this failure should not be retried."""
         if exc.refused_locally or not exc.retryable:
             raise exc
-        if attempt >= self._policy.max_attempts:
+        if attempt >= self.policy.max_attempts:
             raise exc
         delay = (
-            min(self._policy.max_backoff_s, self._policy.backoff_s * 2 ** (attempt - 1))
+            min(self.policy.max_backoff_s, self.policy.backoff_s * 2 ** (attempt - 1))
             * self._jitter()
         )
         if exc.retry_after is not None:
             delay = max(delay, exc.retry_after)
-        if time.monotonic() - started + delay > self._policy.budget_s:
+        if time.monotonic() - started + delay > self.policy.budget_s:
             raise exc
         metrics.UPSTREAM_RETRIES.labels(self.model).inc()
         metrics.UPSTREAM_ERRORS.labels(self.name, exc.code or "upstream_error").inc()

@@ -172,6 +172,18 @@ def test_stream_of_an_accepted_draft(client, upstream):
     assert chunks[-1].model_extra["cascade"]["outcome"] == "accepted"
 
 
+def test_a_streamed_cascade_fetches_its_held_draft_whole(client, upstream):
+    upstream.add(Rule(model="draft-model", reply=Reply(text=HEDGE)))
+    upstream.add(Rule(model="strong-model", reply=Reply(text=GOOD)))
+
+    for _ in client.chat.completions.create(model="default", messages=QUESTION, stream=True):
+        pass
+
+    draft, strong = upstream.requests
+    assert not draft.json.get("stream")  # judged before anything is sent: no need to stream
+    assert strong.json["stream"] is True  # the final tier's answer goes out as it comes
+
+
 def test_a_finished_stream_is_recorded_with_its_outcome(client, http, upstream):
     upstream.add(Rule(model="draft-model", reply=Reply(text=GOOD)))
 
@@ -277,7 +289,17 @@ def test_anthropic_draft_is_accepted_through_the_messages_api(client, upstream):
     assert request.json["system"] == "Be brief."
 
 
-def test_anthropic_draft_streams_through_the_messages_api(client, upstream):
+def test_anthropic_model_streams_through_the_messages_api(client, upstream):
+    upstream.add(Rule(model="claude-draft", protocol="anthropic", reply=Reply(text=GOOD)))
+
+    with client.chat.completions.create(model="haiku", messages=QUESTION, stream=True) as stream:
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    assert text == GOOD
+    assert upstream.requests[0].json["stream"] is True
+
+
+def test_anthropic_draft_of_a_stream_is_fetched_whole_and_streamed_on(client, upstream):
     upstream.add(Rule(model="claude-draft", protocol="anthropic", reply=Reply(text=GOOD)))
 
     with client.chat.completions.create(
@@ -286,7 +308,8 @@ def test_anthropic_draft_streams_through_the_messages_api(client, upstream):
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
     assert text == GOOD
-    assert upstream.requests[0].json["stream"] is True
+    assert upstream.requests[0].path == "/v1/messages"
+    assert not upstream.requests[0].json.get("stream")
 
 
 # --- bad input and failures: the right status, OpenAI's error shape -------------------------

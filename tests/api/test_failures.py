@@ -67,6 +67,16 @@ def test_a_streamed_draft_without_a_first_token_in_time_escalates(sdk, upstream)
     assert text == "strong"
 
 
+def test_a_draft_with_a_first_token_deadline_is_streamed_for_the_deadline_to_watch(sdk, upstream):
+    upstream.add(Rule(model="draft-model", reply=Reply(text=GOOD)))
+
+    with sdk.chat.completions.create(model="default", messages=QUESTION, stream=True) as stream:
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    assert text == GOOD
+    assert upstream.requests[0].json["stream"] is True
+
+
 def test_a_final_tier_5xx_is_retried_and_the_client_never_sees_it(sdk, upstream):
     upstream.add(Rule(model="strong-model", reply=Reply(text=GOOD)))
     upstream.add(Rule(model="strong-model", times=1, fault=Fault(status=503)))

@@ -17,6 +17,21 @@ GOOD = "The capital of France is Paris."
 HEDGE = "I'm not sure, but it might possibly be Lyon, I think. I don't know."
 
 
+WEATHER_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+
+
 def ask(text: str = "What is the capital of France?", **kwargs) -> ChatRequest:
     return ChatRequest(messages=[{"role": "user", "content": text}], **kwargs)
 
@@ -172,19 +187,6 @@ async def test_draft_is_asked_for_logprobs_but_the_final_tier_is_not(engine, scr
 
 
 async def test_validator_sees_the_requested_tools(engine, scripted, recorder):
-    tools = [
-        {
-            "type": "function",
-            "function": {
-                "name": "get_weather",
-                "parameters": {
-                    "type": "object",
-                    "properties": {"city": {"type": "string"}},
-                    "required": ["city"],
-                },
-            },
-        }
-    ]
     bad_call = ToolCall(id="call_1", name="get_wether", arguments='{"city": "Paris"}')
     scripted.enqueue("draft-model", Scripted(tool_calls=[bad_call], finish_reason="tool_calls"))
     scripted.enqueue(
@@ -195,7 +197,9 @@ async def test_validator_sees_the_requested_tools(engine, scripted, recorder):
         ),
     )
 
-    result = await engine.complete(engine.resolve("default"), ask(tools=tools), request_id="r")
+    result = await engine.complete(
+        engine.resolve("default"), ask(tools=WEATHER_TOOLS), request_id="r"
+    )
 
     assert result.trace.outcome == "escalated"
     assert result.completion.tool_calls[0].name == "get_weather"
@@ -212,10 +216,16 @@ async def test_every_request_is_recorded_exactly_once(engine, scripted, recorder
     assert [t.outcome for t in recorder.traces] == ["accepted", "escalated"]
 
 
-async def collect(engine: CascadeEngine, route: str, provisional: bool = False, rid: str = "s"):
+async def collect(
+    engine: CascadeEngine,
+    route: str,
+    provisional: bool = False,
+    rid: str = "s",
+    request: ChatRequest | None = None,
+):
     events = []
     async for event in engine.stream(
-        engine.resolve(route), ask(), request_id=rid, provisional=provisional
+        engine.resolve(route), request or ask(), request_id=rid, provisional=provisional
     ):
         events.append(event)
     return events
@@ -248,6 +258,38 @@ async def test_stream_releases_an_accepted_draft_in_one_delta_then_the_closing_o
     assert outputs[-1].delta.finish_reason == "stop"
 
 
+async def test_stream_fetches_a_held_draft_whole_and_streams_the_final_tier(
+    engine, scripted, recorder
+):
+    scripted.enqueue("draft-model", HEDGE)
+    scripted.enqueue("strong-model", GOOD)
+
+    events = await collect(engine, "default")
+
+    assert [model for model, _ in scripted.history] == ["draft-model", "strong-model"]
+    assert scripted.closed_streams == 1  # only the final tier's answer was streamed
+    assert output_text(events) == GOOD
+
+
+async def test_stream_releases_a_draft_fetched_whole_with_its_tool_calls_and_usage(
+    engine, scripted, recorder
+):
+    call = ToolCall(id="call_1", name="get_weather", arguments='{"city": "Paris"}')
+    scripted.enqueue(
+        "draft-model", Scripted(tool_calls=[call], finish_reason="tool_calls", usage=Usage(40, 12))
+    )
+
+    events = await collect(engine, "default", request=ask(tools=WEATHER_TOOLS))
+
+    outputs = [e for e in events if isinstance(e, Output)]
+    assert all(o.released for o in outputs)
+    fragment = outputs[0].delta.tool_calls[0]
+    assert (fragment.id, fragment.name, fragment.arguments) == (call.id, call.name, call.arguments)
+    assert outputs[-1].delta.finish_reason == "tool_calls"
+    assert events[-1].trace.outcome == "accepted"
+    assert events[-1].completion.usage == Usage(40, 12)
+
+
 async def test_stream_never_sends_text_of_a_rejected_draft(engine, scripted, recorder):
     scripted.enqueue("draft-model", HEDGE)
     scripted.enqueue("strong-model", GOOD)
@@ -267,6 +309,7 @@ async def test_provisional_stream_shows_draft_tokens_then_the_decision(engine, s
 
     drafts = "".join(e.delta.text for e in events if isinstance(e, DraftDelta))
     assert drafts == HEDGE
+    assert scripted.closed_streams == 2  # the draft too was streamed, to be shown
     decided = [e for e in events if isinstance(e, Decided)]
     assert len(decided) == 1 and decided[0].attempt.decision == "escalated"
     assert output_text(events) == GOOD
