@@ -290,6 +290,26 @@ async def test_stream_releases_a_draft_fetched_whole_with_its_tool_calls_and_usa
     assert events[-1].completion.usage == Usage(40, 12)
 
 
+async def test_stream_cancelled_while_its_draft_is_fetched_whole_bills_the_prompt(
+    engine, scripted, recorder
+):
+    scripted.enqueue("draft-model", Scripted(text=GOOD, delay_s=5))
+    task = asyncio.create_task(collect(engine, "default", rid="left"))
+    await asyncio.sleep(0.05)
+    assert [model for model, _ in scripted.history] == ["draft-model"]  # now fetching it
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    trace = recorder.get("left")
+    assert trace is not None and trace.outcome == "cancelled"
+    draft = trace.attempts[0]
+    assert draft.decision == "cancelled" and draft.usage_counted is True
+    assert draft.input_tokens == tokens.count_messages(ask().messages, None)
+    assert draft.output_tokens == 0 and draft.cost_usd > 0
+
+
 async def test_stream_never_sends_text_of_a_rejected_draft(engine, scripted, recorder):
     scripted.enqueue("draft-model", HEDGE)
     scripted.enqueue("strong-model", GOOD)
