@@ -77,3 +77,17 @@ def test_ab_compares_two_checkouts_served_side_by_side() -> None:
         cpu_ms, rps, p50, p99 = map(float, rows[side])
         assert cpu_ms > 0 and rps > 0 and 0 < p50 <= p99
     assert "new/old" in rows
+
+
+def test_the_breaker_benchmark_fills_a_window_and_times_its_calls() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "breaker.py"), "--rate", "200", "--calls", "300"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "window of 6,000 calls" in done.stdout
+    assert "memory held" in done.stdout and "state after: closed" in done.stdout

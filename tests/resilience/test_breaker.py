@@ -105,3 +105,37 @@ def test_under_load_a_run_of_failures_below_the_error_rate_does_not_open():
         b.record(False)
 
     assert b.state == "closed"
+
+
+def test_the_error_rate_counts_every_call_in_a_busy_window():
+    clock = Clock()
+    b = breaker(clock, failure_threshold=10**6, error_rate=0.5, min_calls=10, window_s=30)
+    for i in range(60_000):  # 2,000 calls a second for 30 s, a third failing
+        clock.now = i / 2000
+        b.record(i % 3 != 0)
+    assert b.state == "closed"
+
+    for i in range(20_000):  # then every call fails, until half the window has
+        clock.now = 30 + i / 2000
+        b.record(False)
+        if b.state == "open":
+            break
+
+    assert b.state == "open"
+    assert 5 < clock.now - 30 < 10  # a third of the calls leaving, all new ones failing
+
+
+def test_a_closed_breaker_forgets_the_failures_that_opened_it():
+    clock = Clock()
+    b = breaker(clock, failure_threshold=100, error_rate=0.5, min_calls=4, open_s=30)
+    for ok in (True, False, True, False):
+        b.record(ok)
+    assert b.state == "open"
+    clock.now = 30
+    b.allow()
+    b.record(True)  # the probe
+
+    for ok in (True, True, False):
+        b.record(ok)
+
+    assert b.state == "closed"
