@@ -1,7 +1,7 @@
-"""The load benchmark's machinery at tiny scale: real processes, one short point, sane numbers.
+"""The benchmarks' machinery at tiny scale: real processes, one short point, sane numbers.
 
-Not a performance test: nothing here asserts a latency or a rate, only that the figures the
-benchmark prints are made of completed requests and hang together.
+Not a performance test: nothing here asserts a latency, a rate or a size, only that the
+figures the benchmarks print are made of completed work and hang together.
 """
 
 from __future__ import annotations
