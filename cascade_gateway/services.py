@@ -19,7 +19,7 @@ from cascade_gateway.ratelimit import RateLimiter
 from cascade_gateway.resilience.registry import Resilience
 from cascade_gateway.storage.database import Database, open_database
 from cascade_gateway.storage.migrations import migrate
-from cascade_gateway.validation import build_validator
+from cascade_gateway.validation import Validator, build_validator
 
 
 @dataclass(slots=True)
@@ -76,15 +76,20 @@ def build_routes(
     every tier calls its provider through the model's timeouts, retries, breaker and queue;
     without it (an offline replay), calls go straight through."""
 
-    def tier(alias: str, validated: bool = False, cascade: CascadeConfig | None = None) -> Tier:
+    def tier(
+        alias: str, judge: Validator | None = None, cascade: CascadeConfig | None = None
+    ) -> Tier:
+        """The tier calling `alias`; `judge`: the validator of its answer, if it has one."""
         model = models[alias]
         provider = providers[model.provider]
+        validated = judge is not None
         fetch_whole = validated
         if resilience is not None:
             guarded = resilience.guard(alias, provider, validated=validated, cascade=cascade)
             fetch_whole = validated and guarded.policy.first_token_s is None
             provider = guarded
-        return Tier(model=model, provider=provider, fetch_whole=fetch_whole)
+        ask_logprobs = judge is not None and judge.needs_logprobs and model.logprobs
+        return Tier(model, provider, fetch_whole=fetch_whole, ask_logprobs=ask_logprobs)
 
     routes = {
         alias: Route(
@@ -100,11 +105,15 @@ def build_routes(
         fallbacks = cascade.fallbacks
         if fallbacks is None:
             fallbacks = config.models[cascade.tiers[-1]].fallbacks
+        validator = build_validator(cascade.threshold, cascade.signals)
         routes[name] = Route(
             name=name,
             mode="cascade",
-            tiers=tuple(tier(a, i < last, cascade) for i, a in enumerate(cascade.tiers)),
-            validator=build_validator(cascade.threshold, cascade.signals),
+            tiers=tuple(
+                tier(alias, validator if i < last else None, cascade)
+                for i, alias in enumerate(cascade.tiers)
+            ),
+            validator=validator,
             on_budget_pressure=cascade.on_budget_pressure,
             fallbacks=tuple(tier(other) for other in fallbacks),
         )

@@ -41,6 +41,9 @@ class Tier:
     # one JSON body instead of an event per token to parse. Not when a first-token deadline
     # must watch the answer start.
     fetch_whole: bool = False
+    # Ask the upstream for token logprobs: a validated tier whose model gives them, judged by
+    # a validator that reads them.
+    ask_logprobs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +173,7 @@ class CascadeEngine:
         try:
             for index, tier, validated in route.candidates():
                 try:
-                    hold = await meter.reserve(tier.model, _tier_request(request, tier, validated))
+                    hold = await meter.reserve(tier.model, _tier_request(request, tier))
                 except BudgetExceeded:
                     if fallback is None or not meter.degrade:
                         raise
@@ -231,7 +234,7 @@ class CascadeEngine:
         try:
             for index, tier, validated in route.candidates():
                 try:
-                    hold = await meter.reserve(tier.model, _tier_request(request, tier, validated))
+                    hold = await meter.reserve(tier.model, _tier_request(request, tier))
                 except BudgetExceeded:
                     if fallback is None or not meter.degrade:
                         raise
@@ -419,9 +422,8 @@ class CascadeEngine:
         return (self._clock() - began) * 1000.0
 
 
-def _tier_request(request: ChatRequest, tier: Tier, validated: bool) -> ChatRequest:
-    # Logprobs feed the validator, which only judges validated tiers.
-    return request.with_logprobs() if validated and tier.model.logprobs else request
+def _tier_request(request: ChatRequest, tier: Tier) -> ChatRequest:
+    return request.with_logprobs() if tier.ask_logprobs else request
 
 
 def _released(held: list[Delta]) -> list[Delta]:

@@ -31,6 +31,8 @@ class Signal(Protocol):
     """Scores one aspect of a draft; returns None when it does not apply to the request.
 
     May be sync or async (return an awaitable): the validator awaits only what needs it.
+    A signal that reads the answer's token logprobs says so with `needs_logprobs = True`: the
+    drafts are asked for them only when a signal of the chain does.
 
     Example:
         class Shouting:
@@ -66,6 +68,7 @@ class Validator:
             raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
         self.signals = tuple(signals)
         self.threshold = threshold
+        self.needs_logprobs = any(getattr(s, "needs_logprobs", False) for s in self.signals)
 
     async def validate(self, request: ChatRequest, completion: Completion) -> Verdict:
         """Judge one completion of `request`."""

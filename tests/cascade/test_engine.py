@@ -9,9 +9,12 @@ import pytest
 from cascade_gateway import tokens
 from cascade_gateway.budget.meter import Hold, Meter
 from cascade_gateway.cascade.engine import CascadeEngine, Decided, DraftDelta, Finished, Output
+from cascade_gateway.config import parse_config, resolve_models
 from cascade_gateway.domain import ChatRequest, ToolCall, Usage
 from cascade_gateway.errors import ModelNotFound, NoUpstreamAnswered, ProviderError
 from cascade_gateway.providers.scripted import Scripted
+from cascade_gateway.services import build_routes
+from tests.configs import config_dict
 
 GOOD = "The capital of France is Paris."
 HEDGE = "I'm not sure, but it might possibly be Lyon, I think. I don't know."
@@ -184,6 +187,22 @@ async def test_draft_is_asked_for_logprobs_but_the_final_tier_is_not(engine, scr
     (_, draft_request), (_, strong_request) = scripted.history
     assert draft_request.logprobs is True
     assert strong_request.logprobs is False
+
+
+async def test_a_draft_is_not_asked_for_logprobs_when_no_signal_reads_them(scripted, recorder):
+    raw = config_dict(
+        default={"tiers": ["small", "large"], "signals": {"logprob": {"enabled": False}}}
+    )
+    config = parse_config(raw)
+    engine = CascadeEngine(
+        build_routes(config, resolve_models(config), {"local": scripted}), sink=recorder
+    )
+    scripted.enqueue("draft-model", GOOD)
+
+    await engine.complete(engine.resolve("default"), ask(), request_id="r")
+
+    ((_, draft_request),) = scripted.history
+    assert draft_request.logprobs is False
 
 
 async def test_validator_sees_the_requested_tools(engine, scripted, recorder):

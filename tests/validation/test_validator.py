@@ -148,6 +148,12 @@ def test_build_validator_leaves_out_a_disabled_signal():
     assert "logprob" not in [s.name for s in validator.signals]
 
 
+def test_a_chain_with_the_logprob_signal_needs_logprobs_and_one_without_does_not():
+    assert build_validator().needs_logprobs
+    assert not build_validator(signals={"logprob": {"enabled": False}}).needs_logprobs
+    assert not Validator([Fixed("custom", None)], 0.5).needs_logprobs
+
+
 async def test_build_validator_applies_a_weight(ask, answer):
     validator = build_validator(signals={"hedging": {"weight": 2.0}})
 

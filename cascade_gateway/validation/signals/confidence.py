@@ -30,6 +30,8 @@ class Logprob:
 
     weight: float = 1.0
     name: str = field(default="logprob", init=False)
+    # The validator asks the draft's upstream for logprobs only for a chain that reads them.
+    needs_logprobs: bool = field(default=True, init=False)
 
     def __call__(self, request: ChatRequest, completion: Completion) -> SignalScore | None:
         logprobs = [t.logprob for t in completion.logprobs or ()]
