@@ -1,7 +1,8 @@
 """Per-key rate limits: requests per minute and tokens per minute, in a moving window.
 
-Built on `limits`, the engine behind slowapi, through its asyncio API: slowapi's own `Limiter`
-only talks to its storage synchronously, which would block the event loop on every request.
+Built on `limits`, the engine behind slowapi, through its asyncio API. slowapi itself is not a
+dependency: its `Limiter` only talks to its storage synchronously, which would block the event
+loop on every request, and its per-route decorators know nothing of keys or token counts.
 The storage is shared (Redis) when configured, so limits hold across replicas.
 """
 
