@@ -1,4 +1,4 @@
-"""Config builders shared by the tests."""
+"""Config builders, and a tool definition, shared by the tests."""
 
 from __future__ import annotations
 
@@ -11,6 +11,19 @@ PRICES = {
     "large": (2.50, 10.00),
 }
 UPSTREAM_NAMES = {"small": "draft-model", "medium": "medium-model", "large": "strong-model"}
+
+# A function tool with a required argument, as a request offers it.
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
 
 
 def config_dict(base_url: str = "http://127.0.0.1:9/v1", **cascades: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import pytest
 from cascade_gateway.cascade.engine import CascadeEngine
 from cascade_gateway.cascade.trace import Trace
 from cascade_gateway.config import GatewayConfig, parse_config, resolve_models
+from cascade_gateway.providers.base import Provider
 from cascade_gateway.providers.scripted import ScriptedProvider
 from cascade_gateway.services import build_routes
 from cascade_gateway.storage.database import Database, open_database
@@ -54,10 +55,14 @@ def recorder() -> Recorder:
     return Recorder()
 
 
+def engine_for(config: GatewayConfig, provider: Provider, sink: Recorder) -> CascadeEngine:
+    """The engine over `config`'s routes, with `provider` as its one provider (`local`)."""
+    return CascadeEngine(build_routes(config, resolve_models(config), {"local": provider}), sink)
+
+
 @pytest.fixture
 def engine(config: GatewayConfig, scripted: ScriptedProvider, recorder: Recorder) -> CascadeEngine:
-    routes = build_routes(config, resolve_models(config), {"local": scripted})
-    return CascadeEngine(routes, sink=recorder)
+    return engine_for(config, scripted, recorder)
 
 
 def pytest_configure(config: pytest.Config) -> None:

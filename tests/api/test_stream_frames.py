@@ -9,12 +9,10 @@ import orjson
 
 from cascade_gateway.api import protocol, serving, sse
 from cascade_gateway.budget.meter import UNMETERED
-from cascade_gateway.cascade.engine import CascadeEngine
-from cascade_gateway.config import GatewayConfig, resolve_models
+from cascade_gateway.config import GatewayConfig
 from cascade_gateway.domain import ChatRequest, Delta, merge_deltas
 from cascade_gateway.providers.scripted import ScriptedProvider
-from cascade_gateway.services import build_routes
-from tests.conftest import Recorder
+from tests.conftest import Recorder, engine_for
 
 
 class OneRead(ScriptedProvider):
@@ -29,8 +27,7 @@ class OneRead(ScriptedProvider):
 
 async def opened(provider: ScriptedProvider, config: GatewayConfig) -> sse.EventStream:
     """The response to a streamed request for the `small` alias (pass-through), as opened."""
-    routes = build_routes(config, resolve_models(config), {"local": provider})
-    engine = CascadeEngine(routes, sink=Recorder())
+    engine = engine_for(config, provider, Recorder())
     run = serving.Run(engine, engine.resolve("small"), "req-1", UNMETERED, None)
     body = {"model": "small", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
     chat = protocol.parse_request(orjson.dumps(body))

@@ -9,30 +9,15 @@ import pytest
 from cascade_gateway import tokens
 from cascade_gateway.budget.meter import Hold, Meter
 from cascade_gateway.cascade.engine import CascadeEngine, Decided, DraftDelta, Finished, Output
-from cascade_gateway.config import parse_config, resolve_models
+from cascade_gateway.config import parse_config
 from cascade_gateway.domain import ChatRequest, ToolCall, Usage
 from cascade_gateway.errors import ModelNotFound, NoUpstreamAnswered, ProviderError
 from cascade_gateway.providers.scripted import Scripted
-from cascade_gateway.services import build_routes
-from tests.configs import config_dict
+from tests.configs import WEATHER_TOOL, config_dict
+from tests.conftest import engine_for
 
 GOOD = "The capital of France is Paris."
 HEDGE = "I'm not sure, but it might possibly be Lyon, I think. I don't know."
-
-
-WEATHER_TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }
-]
 
 
 def ask(text: str = "What is the capital of France?", **kwargs) -> ChatRequest:
@@ -193,10 +178,7 @@ async def test_a_draft_is_not_asked_for_logprobs_when_no_signal_reads_them(scrip
     raw = config_dict(
         default={"tiers": ["small", "large"], "signals": {"logprob": {"enabled": False}}}
     )
-    config = parse_config(raw)
-    engine = CascadeEngine(
-        build_routes(config, resolve_models(config), {"local": scripted}), sink=recorder
-    )
+    engine = engine_for(parse_config(raw), scripted, recorder)
     scripted.enqueue("draft-model", GOOD)
 
     await engine.complete(engine.resolve("default"), ask(), request_id="r")
@@ -217,7 +199,7 @@ async def test_validator_sees_the_requested_tools(engine, scripted, recorder):
     )
 
     result = await engine.complete(
-        engine.resolve("default"), ask(tools=WEATHER_TOOLS), request_id="r"
+        engine.resolve("default"), ask(tools=[WEATHER_TOOL]), request_id="r"
     )
 
     assert result.trace.outcome == "escalated"
@@ -298,7 +280,7 @@ async def test_stream_releases_a_draft_fetched_whole_with_its_tool_calls_and_usa
         "draft-model", Scripted(tool_calls=[call], finish_reason="tool_calls", usage=Usage(40, 12))
     )
 
-    events = await collect(engine, "default", request=ask(tools=WEATHER_TOOLS))
+    events = await collect(engine, "default", request=ask(tools=[WEATHER_TOOL]))
 
     outputs = [e for e in events if isinstance(e, Output)]
     assert all(o.released for o in outputs)

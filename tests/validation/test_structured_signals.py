@@ -7,6 +7,7 @@ import pytest
 from cascade_gateway.domain import ToolCall
 from cascade_gateway.validation.signals import JsonFormat, ToolCalls
 from cascade_gateway.validation.signals.structured import _compiled, schema_problem
+from tests.configs import WEATHER_TOOL
 
 JSON_OBJECT = {"type": "json_object"}
 PERSON = {
@@ -15,17 +16,6 @@ PERSON = {
     "required": ["name", "age"],
 }
 JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}}
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 
 
 def call(name: str = "get_weather", arguments: str = '{"city": "Paris"}') -> ToolCall:
@@ -104,7 +94,7 @@ def test_json_schema_without_a_schema_only_parses(ask, answer):
 
 
 def test_json_does_not_apply_when_the_model_called_a_tool(ask, answer):
-    request = ask(response_format=JSON_OBJECT, tools=[WEATHER])
+    request = ask(response_format=JSON_OBJECT, tools=[WEATHER_TOOL])
 
     assert JsonFormat()(request, answer("", tool_calls=[call()])) is None
 
@@ -130,17 +120,17 @@ def test_schema_problem_is_clipped():
 
 
 def test_tool_calls_do_not_apply_without_calls_or_a_required_call(ask, answer):
-    assert ToolCalls()(ask(tools=[WEATHER]), answer("It is sunny.")) is None
+    assert ToolCalls()(ask(tools=[WEATHER_TOOL]), answer("It is sunny.")) is None
 
 
 def test_tool_calls_pass_a_valid_call(ask, answer):
-    score = ToolCalls()(ask(tools=[WEATHER]), answer("", tool_calls=[call()]))
+    score = ToolCalls()(ask(tools=[WEATHER_TOOL]), answer("", tool_calls=[call()]))
 
     assert (score.gate, score.passed) == (True, True)
 
 
 def test_tool_calls_fail_an_unknown_tool(ask, answer):
-    score = ToolCalls()(ask(tools=[WEATHER]), answer("", tool_calls=[call("get_wether")]))
+    score = ToolCalls()(ask(tools=[WEATHER_TOOL]), answer("", tool_calls=[call("get_wether")]))
 
     assert score.passed is False
     assert score.detail == "unknown tool 'get_wether' (offered: get_weather)"
@@ -155,20 +145,22 @@ def test_tool_calls_fail_a_call_when_no_tools_were_offered(ask, answer):
 def test_tool_calls_fail_arguments_that_are_not_json(ask, answer):
     bad = call(arguments='{"city": "Par')
 
-    score = ToolCalls()(ask(tools=[WEATHER]), answer("", tool_calls=[bad]))
+    score = ToolCalls()(ask(tools=[WEATHER_TOOL]), answer("", tool_calls=[bad]))
 
     assert score.passed is False
     assert score.detail.startswith("get_weather arguments: invalid JSON: ")
 
 
 def test_tool_calls_fail_arguments_that_are_not_an_object(ask, answer):
-    score = ToolCalls()(ask(tools=[WEATHER]), answer("", tool_calls=[call(arguments='"Paris"')]))
+    score = ToolCalls()(
+        ask(tools=[WEATHER_TOOL]), answer("", tool_calls=[call(arguments='"Paris"')])
+    )
 
     assert score.detail == "get_weather arguments: expected a JSON object, got string"
 
 
 def test_tool_calls_fail_arguments_that_break_the_schema(ask, answer):
-    score = ToolCalls()(ask(tools=[WEATHER]), answer("", tool_calls=[call(arguments="{}")]))
+    score = ToolCalls()(ask(tools=[WEATHER_TOOL]), answer("", tool_calls=[call(arguments="{}")]))
 
     assert score.passed is False
     assert score.detail == "get_weather arguments: 'city' is a required property at $"
@@ -177,7 +169,7 @@ def test_tool_calls_fail_arguments_that_break_the_schema(ask, answer):
 def test_tool_calls_check_every_call(ask, answer):
     calls = [call(), call("get_time")]
 
-    assert ToolCalls()(ask(tools=[WEATHER]), answer("", tool_calls=calls)).passed is False
+    assert ToolCalls()(ask(tools=[WEATHER_TOOL]), answer("", tool_calls=calls)).passed is False
 
 
 def test_tool_without_parameters_takes_any_object(ask, answer):
@@ -199,14 +191,14 @@ def test_tool_without_parameters_takes_any_object(ask, answer):
     ],
 )
 def test_tool_calls_fail_a_required_call_that_never_came(ask, answer, tool_choice, detail):
-    score = ToolCalls()(ask(tools=[WEATHER], tool_choice=tool_choice), answer("It is sunny."))
+    score = ToolCalls()(ask(tools=[WEATHER_TOOL], tool_choice=tool_choice), answer("It is sunny."))
 
     assert score.passed is False
     assert score.detail == detail
 
 
 def test_tool_calls_fail_a_call_to_another_tool_than_the_named_one(ask, answer):
-    tools = [WEATHER, {"type": "function", "function": {"name": "get_time"}}]
+    tools = [WEATHER_TOOL, {"type": "function", "function": {"name": "get_time"}}]
     choice = {"type": "function", "function": {"name": "get_weather"}}
 
     score = ToolCalls()(
@@ -217,7 +209,9 @@ def test_tool_calls_fail_a_call_to_another_tool_than_the_named_one(ask, answer):
 
 
 def test_tool_calls_fail_a_call_when_tool_choice_is_none(ask, answer):
-    score = ToolCalls()(ask(tools=[WEATHER], tool_choice="none"), answer("", tool_calls=[call()]))
+    score = ToolCalls()(
+        ask(tools=[WEATHER_TOOL], tool_choice="none"), answer("", tool_calls=[call()])
+    )
 
     assert score.detail == "tool_choice=none but the model called get_weather"
 
@@ -225,4 +219,6 @@ def test_tool_calls_fail_a_call_when_tool_choice_is_none(ask, answer):
 def test_tool_calls_assume_no_requirement_from_an_unknown_tool_choice(ask, answer):
     choice = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}}
 
-    assert ToolCalls()(ask(tools=[WEATHER], tool_choice=choice), answer("It is sunny.")) is None
+    assert (
+        ToolCalls()(ask(tools=[WEATHER_TOOL], tool_choice=choice), answer("It is sunny.")) is None
+    )
