@@ -15,7 +15,7 @@ from cascade_gateway.cascade.engine import CascadeEngine, Route, Tier
 from cascade_gateway.config import CascadeConfig, GatewayConfig, ResolvedModel, resolve_models
 from cascade_gateway.providers.base import Provider
 from cascade_gateway.providers.registry import build_provider
-from cascade_gateway.ratelimit import RateLimiter
+from cascade_gateway.ratelimit import RateLimiter, RedisWindows, SqlWindows
 from cascade_gateway.resilience.registry import Resilience
 from cascade_gateway.storage.database import Database, open_database
 from cascade_gateway.storage.migrations import migrate
@@ -139,7 +139,7 @@ async def open_services(
     ledger = Ledger(db, flush_interval_s=config.storage.ledger_flush_ms / 1000)
     budgets = Budgets(config.budgets, ledger)
     budgets.counters = RedisCounters(redis, budgets) if redis is not None else SqlCounters(db)
-    limiter = RateLimiter(config.storage.redis_url)
+    limiter = RateLimiter(RedisWindows(redis) if redis is not None else SqlWindows(db))
     resilience = Resilience(config)
     routes = build_routes(config, models, live, resilience)
     engine = CascadeEngine(routes, sink=Accountant(ledger, limiter, budgets))

@@ -1,9 +1,15 @@
-"""Shared fixtures: configs, a scripted provider, and the service graph built on them."""
+"""Shared fixtures: configs, a scripted provider, the service graph built on them, and the real
+PostgreSQL and Redis on 127.0.0.1.
+
+Without those servers their tests skip — unless CASCADE_TEST_REQUIRE_SERVICES=1 (as in CI), when
+an unreachable server is a failure, never a silent skip.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -16,6 +22,45 @@ from cascade_gateway.services import build_routes
 from cascade_gateway.storage.database import Database, open_database
 from cascade_gateway.storage.migrations import migrate
 from tests.configs import config_dict
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CASCADE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("CASCADE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def _unavailable(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable: {error}"
+    if os.environ.get("CASCADE_TEST_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty database for this test session, dropped afterwards."""
+    import psycopg
+
+    name = f"cascade_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+    except psycopg.OperationalError as exc:
+        _unavailable("PostgreSQL", exc)
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis", exc)
+    return REDIS_URL
 
 
 @pytest.fixture

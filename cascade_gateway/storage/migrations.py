@@ -70,6 +70,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        2,
+        "rate-limit windows",
+        [
+            """CREATE TABLE rate_windows (
+                name TEXT PRIMARY KEY,
+                counts TEXT NOT NULL
+            )""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

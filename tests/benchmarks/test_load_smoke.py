@@ -16,12 +16,17 @@ from cascade_gateway.fake_upstream import FakeUpstream, Reply, Rule
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def _run(*argv: str, timeout: float = 60) -> dict:
+def _printed(*argv: str, timeout: float = 60) -> str:
+    """What a benchmark command prints, once it has succeeded."""
     done = subprocess.run(
         [sys.executable, *argv], capture_output=True, text=True, timeout=timeout, check=False
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
+    return done.stdout
+
+
+def _run(*argv: str, timeout: float = 60) -> dict:
+    return json.loads(_printed(*argv, timeout=timeout))
 
 
 def _sane(point: dict) -> None:
@@ -64,15 +69,11 @@ def test_streams_report_time_to_first_token() -> None:
 
 def test_ab_compares_two_checkouts_served_side_by_side() -> None:
     checkout = str(BENCHMARKS.parent)
-    done = subprocess.run(
-        [
-            sys.executable, str(BENCHMARKS / "ab.py"), "--old", checkout, "--new", checkout,
-            "--rounds", "1", "--seconds", "0.5", "--concurrency", "2",
-        ],
-        capture_output=True, text=True, timeout=120, check=False,
+    printed = _printed(
+        str(BENCHMARKS / "ab.py"), "--old", checkout, "--new", checkout,
+        "--rounds", "1", "--seconds", "0.5", "--concurrency", "2", timeout=120,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line}
+    rows = {line.split()[0]: line.split()[1:] for line in printed.splitlines() if line}
     for side in ("old", "new"):
         cpu_ms, rps, p50, p99 = map(float, rows[side])
         assert cpu_ms > 0 and rps > 0 and 0 < p50 <= p99
@@ -80,14 +81,14 @@ def test_ab_compares_two_checkouts_served_side_by_side() -> None:
 
 
 def test_the_breaker_benchmark_fills_a_window_and_times_its_calls() -> None:
-    done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "breaker.py"), "--rate", "200", "--calls", "300"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    printed = _printed(str(BENCHMARKS / "breaker.py"), "--rate", "200", "--calls", "300")
 
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "window of 6,000 calls" in done.stdout
-    assert "memory held" in done.stdout and "state after: closed" in done.stdout
+    assert "window of 6,000 calls" in printed
+    assert "memory held" in printed and "state after: closed" in printed
+
+
+def test_the_rate_limit_benchmark_times_a_busy_key_on_a_storage() -> None:
+    printed = _printed(str(BENCHMARKS / "ratelimit.py"), "--storage", "sqlite", "--rate", "5")
+
+    assert "a minute of 5 requests a second, 500 tokens each (150,000 tokens" in printed
+    assert "sqlite:" in printed and "0 of 300 refused" in printed

@@ -1,4 +1,5 @@
-"""Budgets hold exactly across two gateway processes sharing PostgreSQL and Redis."""
+"""Budgets, rate limits and revocations hold exactly across two gateway processes sharing
+PostgreSQL and Redis."""
 
 from __future__ import annotations
 
@@ -68,6 +69,27 @@ async def test_two_hundred_racing_requests_on_two_replicas_stay_within_budget(
     budget = admin.get(f"/admin/keys/{key['id']}").json()["budget"]
     assert budget["spend_usd"] == pytest.approx(recorded, abs=1e-6)
     assert budget["reserved_usd"] == 0
+
+
+async def test_racing_requests_on_two_replicas_get_exactly_the_keys_requests_per_minute(
+    gateways, admin, upstream
+):
+    upstream.add(Rule(model="draft-model", reply=Reply(text="The capital of France is Paris.")))
+    key = admin.post("/admin/keys", json={"name": "paced", "rpm": 15}).json()
+
+    async def one(client: httpx.AsyncClient, url: str) -> int:
+        response = await client.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "default", "messages": QUESTION},
+            headers={"authorization": f"Bearer {key['key']}"},
+        )
+        return response.status_code
+
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=60)) as client:
+        statuses = await asyncio.gather(*(one(client, gateways[i % 2]) for i in range(60)))
+
+    assert statuses.count(200) == 15
+    assert statuses.count(429) == 45
 
 
 def test_a_key_revoked_on_one_replica_is_refused_by_both_at_once(gateways, admin, upstream):
