@@ -326,8 +326,9 @@ def _price(config: GatewayConfig, alias: str) -> pricing.Price | None:
         return pricing.Price(
             input_per_mtok=model.input_per_mtok,
             output_per_mtok=model.output_per_mtok,
-            max_output_tokens=model.max_output_tokens or (known and known.max_output_tokens),
-            context_window=model.context_window or (known and known.context_window),
+            max_output_tokens=model.max_output_tokens
+            or (known.max_output_tokens if known else None),
+            context_window=model.context_window or (known.context_window if known else None),
         )
     if known is None:
         return None

@@ -326,7 +326,8 @@ class Ledger:
 
 
 def _filter(key_id: str | None, since: float | None) -> tuple[str, dict[str, Any]]:
-    clauses, params = [], {}
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
     if key_id is not None:
         clauses.append("l.key_id = :key_id")
         params["key_id"] = key_id

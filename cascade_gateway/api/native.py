@@ -8,7 +8,7 @@ GET  /api/stats            totals since start-up
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
@@ -98,7 +98,7 @@ async def query_stream(
     return sse.response(_typed_events(events), headers={"x-cascade-route": run.route.name})
 
 
-async def _typed_events(events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+async def _typed_events(events: AsyncGenerator[Any, None]) -> AsyncGenerator[bytes, None]:
     async with aclosing(events):
         try:
             async for event in events:

@@ -7,7 +7,7 @@ whose every tier fails before the first token gets a proper 502/504, not a 200 w
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -112,7 +112,7 @@ class Run:
             **options,
         )
 
-    def stream(self, request: ChatRequest, **options: Any) -> AsyncIterator[CascadeEvent]:
+    def stream(self, request: ChatRequest, **options: Any) -> AsyncGenerator[CascadeEvent, None]:
         return self.engine.stream(
             self.route,
             request,
@@ -204,9 +204,9 @@ async def _frames(
     writer: protocol.ChunkWriter,
     chat: protocol.ChatCompletionRequest,
     first: Output | Finished,
-    events: AsyncIterator[CascadeEvent],
+    events: AsyncGenerator[CascadeEvent, None],
     log_content: ChatRequest | None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     # Frames ready together go out in one write: the role chunk with the first content; a
     # released answer (all there at once), or the last content when the upstream's end came
     # with it, with the finishing chunk, usage and [DONE] at the end of the body.

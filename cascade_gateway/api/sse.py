@@ -15,13 +15,13 @@ it starts (an accepted draft) needs neither.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from typing import Any
 
 import orjson
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from cascade_gateway.errors import GatewayError
 
@@ -66,7 +66,7 @@ class EventStream(Response):
 
     def __init__(
         self,
-        frames: AsyncIterator[bytes],
+        frames: AsyncGenerator[bytes, None],
         headers: Mapping[str, str] | None = None,
         ping_s: float = PING_SECONDS,
         first: bytes = b"",
@@ -90,7 +90,9 @@ class EventStream(Response):
                 return
             await self._stream(frames, receive, send)
 
-    async def _stream(self, frames: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
+    async def _stream(
+        self, frames: AsyncGenerator[bytes, None], receive: Receive, send: Send
+    ) -> None:
         loop = asyncio.get_running_loop()
         streaming = asyncio.current_task()
         assert streaming is not None
@@ -142,6 +144,9 @@ class _Pinger:
         """Something just went out: the stream is not quiet."""
         self._last_sent = self._loop.time()
 
+    async def _ping(self, message: Message) -> None:
+        await self._send(message)
+
     def stop(self) -> None:
         self._timer.cancel()
         if self._sending is not None:
@@ -151,12 +156,14 @@ class _Pinger:
         if self._loop.time() - self._last_sent >= self._ping_s:
             self._last_sent = self._loop.time()
             message = {"type": "http.response.body", "body": _PING, "more_body": True}
-            self._sending = self._loop.create_task(self._send(message))
+            self._sending = self._loop.create_task(self._ping(message))
         self._timer = self._loop.call_at(self._last_sent + self._ping_s, self._due)
 
 
 def response(
-    frames: AsyncIterator[bytes], headers: Mapping[str, str] | None = None, first: bytes = b""
+    frames: AsyncGenerator[bytes, None],
+    headers: Mapping[str, str] | None = None,
+    first: bytes = b"",
 ) -> EventStream:
     """A streaming response; comment pings keep idle proxies from cutting long drafts."""
     return EventStream(frames, headers, first=first)

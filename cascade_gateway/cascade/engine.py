@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -82,9 +82,14 @@ class TraceSink(Protocol):
 class Payer(Protocol):
     """Who pays for a request (an API key), as far as tracing and accounting need to know."""
 
-    id: str
-    name: str
-    tpm: int | None
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def tpm(self) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +226,7 @@ class CascadeEngine:
         provisional: bool = False,
         meter: Meter = UNMETERED,
         key: Payer | None = None,
-    ) -> AsyncIterator[CascadeEvent]:
+    ) -> AsyncGenerator[CascadeEvent, None]:
         """Run the cascade streaming. Only an unvalidated tier (the last, or a fallback) streams
         live as `Output`; a validated tier's answer is held until judged, so no text is ever
         sent and then replaced. With `provisional`, held tokens are also shown as `DraftDelta`
@@ -248,7 +253,7 @@ class CascadeEngine:
                     return
                 attempt = self._attempt(trace, index, tier)
                 assembler = Assembler(model=tier.model.upstream_model)
-                held: list[Delta] = []
+                held = []
                 began = self._clock()
                 try:
                     if validated and tier.fetch_whole and not provisional:

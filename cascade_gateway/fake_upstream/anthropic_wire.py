@@ -142,7 +142,7 @@ class AnthropicWire:
     def frames(self, answer: Answer, request: dict[str, Any]) -> list[bytes]:
         """message_start, then per content block start / ping (after the first) / deltas / stop,
         then message_delta with the stop reason and output tokens, and message_stop."""
-        message = {
+        message: dict[str, Any] = {
             "id": _id("msg_"),
             "type": "message",
             "role": "assistant",

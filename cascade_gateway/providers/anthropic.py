@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
@@ -305,7 +305,7 @@ class _EventMapper:
             delta = event.get("delta") or {}
             return self._produced(self._block_delta(event.get("index"), delta))
         elif kind == "content_block_stop":
-            ordinal = self._tool_ordinals.get(event.get("index"))
+            ordinal = self._tool_ordinals.get(event.get("index", -1))
             # OpenAI always sends arguments; a tool called with no input streams none at all.
             if ordinal is not None and ordinal not in self._tools_with_arguments:
                 return self._produced(Delta(tool_calls=(ToolCallDelta(ordinal, arguments="{}"),)))
@@ -432,7 +432,7 @@ class AnthropicProvider:
             tool_calls=tool_calls,
         )
 
-    async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[Delta]:
+    async def stream(self, model: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
         """Stream deltas; the last one carries finish_reason and usage."""
         body = self._body(model, request) | {"stream": True}
         mapper = _EventMapper(request, self.name)

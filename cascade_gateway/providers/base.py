@@ -7,7 +7,7 @@ protocol and nothing about cascades, prices or budgets. Adapters raise only
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from cascade_gateway.domain import ChatRequest, Completion, Delta
@@ -27,7 +27,7 @@ class Provider(Protocol):
         """One non-streamed call; usage comes from the upstream (or is counted, flagged)."""
         ...
 
-    def stream(self, model: str, request: ChatRequest) -> AsyncIterator[Delta]:
+    def stream(self, model: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
         """Stream deltas; the last one carries `finish_reason`, and one carries `usage`.
 
         When the upstream reports no usage, the adapter counts tokens itself and sets

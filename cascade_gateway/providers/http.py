@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -146,7 +146,7 @@ class UpstreamClient:
         deltas_of: Callable[[SseEvent], list[Delta]],
         *,
         last: Callable[[SseEvent], bool],
-    ) -> AsyncIterator[Delta]:
+    ) -> AsyncGenerator[Delta, None]:
         """POST `body` and yield the deltas of its server-sent events, `deltas_of` mapping each
         event: one delta per network read, what it brought merged, because every step after
         this one, down to the write to the client, costs per delta.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from types import ModuleType
 from typing import Any
 
@@ -166,7 +166,7 @@ class LiteLLMProvider:
             raise translate_openai_error(exc, self.name) from exc
         return completion_from_chat(_as_dict(response), request, model=model, provider=self.name)
 
-    async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[Delta]:
+    async def stream(self, model: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
         """Stream deltas; the last one carries finish_reason and usage."""
         mapper = ChatChunkMapper(request, self.name)
         chunks = None

@@ -14,7 +14,7 @@ reported none). A stream that ends before the upstream said why raises `Provider
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 from typing import Any
 
@@ -290,7 +290,7 @@ class OpenAIProvider:
         response = await self._http.post_json("/chat/completions", _body(model, request))
         return completion_from_chat(response, request, model=model, provider=self.name)
 
-    async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[Delta]:
+    async def stream(self, model: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
         """Stream deltas; the last one carries finish_reason and usage (see the module doc)."""
         mapper = ChatChunkMapper(request, self.name)
         body = _body(model, request) | {"stream": True, "stream_options": {"include_usage": True}}

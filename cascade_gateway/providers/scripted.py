@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from cascade_gateway import tokens
@@ -93,7 +93,7 @@ class ScriptedProvider:
             logprobs=_logprobs(answer) if request.logprobs else None,
         )
 
-    async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[Delta]:
+    async def stream(self, model: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
         answer = self._next(model, request)
         try:
             if answer.delay_s:

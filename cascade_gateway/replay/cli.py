@@ -29,7 +29,7 @@ def default_config() -> str:
     return str(beside if beside.is_file() else CONFIG_NAME)
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `replay` and `calibrate` to the gateway's command line."""
     replay = commands.add_parser(
         "replay",

@@ -5,6 +5,7 @@ extra); everything else in the replay works without it."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cascade_gateway.replay.run import Report
 
@@ -69,7 +70,7 @@ def plot(report: Report, path: str | Path, *, title: str | None = None) -> Path:
             label=f"{label}: {_quality(p.quality, report.metric)}, cost {x(p.cost_usd):.0f}%",
         )
     # Guides for the usual question: how much quality is kept at how much saved.
-    guide = {"color": "0.45", "linewidth": 0.8, "linestyle": "--"}
+    guide: dict[str, Any] = {"color": "0.45", "linewidth": 0.8, "linestyle": "--"}
     ax.axhline(0.95 * strong.quality, **guide)
     ax.annotate("95% of strong-only", (1, 0.95 * strong.quality), fontsize=8, va="bottom")
     ax.axvline(50, **guide)

@@ -7,7 +7,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 
 from cascade_gateway import tokens
 from cascade_gateway.domain import ChatRequest, Completion, Delta, Usage, last_user_text
@@ -61,7 +61,7 @@ class ReplayProvider:
             model=model,
         )
 
-    async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[Delta]:
+    async def stream(self, model: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
         answer = self._lookup(model, request)
         yield Delta(text=answer.text)
         yield Delta(finish_reason=answer.finish_reason, usage=self._usage(request, answer))

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TypeVar
@@ -143,7 +143,7 @@ class GuardedProvider:
         self._breaker.record(True)
         return completion
 
-    async def stream(self, model: str, request: ChatRequest) -> AsyncIterator[Delta]:
+    async def stream(self, model: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
         started = time.monotonic()
         attempt = 0
         while True:
@@ -231,10 +231,10 @@ def _now() -> float:
     return asyncio.get_running_loop().time()
 
 
-_NO_DEADLINE = contextlib.nullcontext()
+_NO_DEADLINE: contextlib.AbstractAsyncContextManager[object] = contextlib.nullcontext()
 
 
-def _deadline_at(when: float | None) -> contextlib.AbstractAsyncContextManager[None]:
+def _deadline_at(when: float | None) -> contextlib.AbstractAsyncContextManager[object]:
     """`asyncio.timeout_at(when)`; without a deadline, a context that costs nothing."""
     return _NO_DEADLINE if when is None else asyncio.timeout_at(when)
 

@@ -155,9 +155,9 @@ class SqliteDatabase:
         if self._writer is not None:
             await shielded(self._writer.write(statements))
             return
-        async with self.transaction() as conn:
+        async with self.transaction():
             for sql, params in statements:
-                await conn.execute(sql, params)
+                self._conn.execute(sql, params)
 
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
         return await self._wrapped.fetchone(sql, params)

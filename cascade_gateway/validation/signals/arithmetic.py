@@ -147,7 +147,8 @@ def evaluate(expression: str) -> float | None:
     for match in _TOKEN.finditer(expression):
         if match.start() != end:
             return None
-        tokens.append(match.groups(""))
+        number, percent, operator = match.groups("")
+        tokens.append((number, percent, operator))
         end = match.end()
     if not tokens or expression[end:].strip():
         return None
