@@ -7,6 +7,10 @@ thread hop. What takes longer happens on a thread of its own (`_Writer`), since 
 loop it stalled every request: the ledger's batch inserts (a fraction of a millisecond to a
 few, every flush interval) and the WAL checkpoint (copying pages back and an fsync: several
 milliseconds, about once a second under load).
+
+Another process holding the file's write lock (a worker in its transaction, a writer thread
+committing a batch) is waited for in short sleeps that let the event loop run, not in SQLite's
+busy handler, which sleeps a millisecond or more with the loop blocked.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from cascade_gateway.shielding import shielded
 log = logging.getLogger("cascade_gateway.storage")
 
 CHECKPOINT_EVERY_S = 1.0
+# How long a statement or a transaction's start waits on another process's lock on the file.
+BUSY_TIMEOUT_S = 5.0
+# Sleeps between tries to start a transaction while the file is locked: first, and at most.
+BUSY_FIRST_SLEEP_S, BUSY_MAX_SLEEP_S = 0.0001, 0.005
 
 Row = dict[str, Any]
 Params = Mapping[str, Any]
@@ -92,6 +100,12 @@ class Database(Protocol):
     async def aclose(self) -> None: ...
 
 
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds a lock (SQLITE_BUSY, with any
+    extended code)."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+
+
 class _SqliteConnection:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -116,14 +130,16 @@ class SqliteDatabase:
 
     dialect: Literal["sqlite", "postgresql"] = "sqlite"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.busy_timeout_s = busy_timeout_s
+        self._busy_timeout = f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}"
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.execute(self._busy_timeout)
         self._wrapped = _SqliteConnection(self._conn)
         # One transaction at a time on this connection; other processes wait on the file lock.
         self._lock = asyncio.Lock()
@@ -131,12 +147,12 @@ class SqliteDatabase:
         self._writer: _Writer | None = None
         if path != ":memory:":
             self._conn.execute("PRAGMA wal_autocheckpoint=0")  # see _Writer
-            self._writer = _Writer(path)
+            self._writer = _Writer(path, self._busy_timeout)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            await self._begin()
             try:
                 yield self._wrapped
             except BaseException:
@@ -145,6 +161,26 @@ class SqliteDatabase:
             self._conn.execute("COMMIT")
         if self._writer is not None:
             self._writer.checkpoint_due()
+
+    async def _begin(self) -> None:
+        """Start a write transaction, waiting for the file's write lock without blocking the
+        loop; after `busy_timeout_s` the lock error is raised."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        sleep_s = BUSY_FIRST_SLEEP_S
+        conn = self._conn
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc) or time.monotonic() >= deadline:
+                        raise
+                await asyncio.sleep(sleep_s)
+                sleep_s = min(2 * sleep_s, BUSY_MAX_SLEEP_S)
+        finally:
+            conn.execute(self._busy_timeout)
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
         async with self.transaction() as conn:
@@ -179,8 +215,9 @@ class _Writer:
     on a thread of their own and over a connection of their own (sqlite3 lets go of the GIL
     while it writes, copies and syncs). One thread: the file takes one writer at a time."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy_timeout: str) -> None:
         self._path = path
+        self._busy_timeout = busy_timeout  # the PRAGMA: this thread may block on the lock
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._conn: sqlite3.Connection | None = None
         self._last = time.monotonic()
@@ -214,7 +251,7 @@ class _Writer:
         if self._conn is None:
             self._conn = sqlite3.connect(self._path, isolation_level=None)
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.execute(self._busy_timeout)
         return self._conn
 
     def _checkpoint(self) -> None:

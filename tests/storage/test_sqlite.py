@@ -67,6 +67,45 @@ async def test_an_insert_waiting_on_the_file_lock_does_not_hold_up_the_event_loo
     await db.aclose()
 
 
+async def test_a_transaction_waiting_on_the_file_lock_does_not_hold_up_the_event_loop(tmp_path):
+    path = tmp_path / "gateway.db"
+    db = await open_database(f"sqlite:///{path}")
+    await db.execute("CREATE TABLE t (v TEXT)")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another worker is in a transaction
+    loop = asyncio.get_running_loop()
+
+    writing = asyncio.create_task(db.execute("INSERT INTO t (v) VALUES ('a')"))
+    started = loop.time()
+    await asyncio.sleep(0.01)
+    slept = loop.time() - started
+    assert not writing.done()
+    blocker.execute("COMMIT")
+    await writing
+
+    assert slept < 0.2  # the loop ran on while the transaction waited to start
+    assert await db.fetchone("SELECT COUNT(*) AS n FROM t") == {"n": 1}
+    blocker.close()
+    await db.aclose()
+
+
+async def test_a_transaction_gives_up_on_a_lock_held_past_the_busy_timeout(tmp_path):
+    path = tmp_path / "gateway.db"
+    db = database.SqliteDatabase(str(path), busy_timeout_s=0.2)
+    await db.execute("CREATE TABLE t (v TEXT)")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        await asyncio.wait_for(db.execute("INSERT INTO t (v) VALUES ('a')"), timeout=5)
+
+    blocker.execute("ROLLBACK")
+    await db.execute("INSERT INTO t (v) VALUES ('b')")  # the connection is usable after
+    assert await db.fetchone("SELECT v FROM t") == {"v": "b"}
+    blocker.close()
+    await db.aclose()
+
+
 async def test_a_cancelled_insert_lands_before_the_cancellation_is_raised(tmp_path):
     path = tmp_path / "gateway.db"
     db = await open_database(f"sqlite:///{path}")
