@@ -168,19 +168,19 @@ class SqliteDatabase:
         deadline = time.monotonic() + self.busy_timeout_s
         sleep_s = BUSY_FIRST_SLEEP_S
         conn = self._conn
-        conn.execute("PRAGMA busy_timeout=0")
-        try:
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    if not _busy(exc) or time.monotonic() >= deadline:
-                        raise
-                await asyncio.sleep(sleep_s)
-                sleep_s = min(2 * sleep_s, BUSY_MAX_SLEEP_S)
-        finally:
-            conn.execute(self._busy_timeout)
+        while True:
+            # No busy handler for this one statement only: reads made while this waits keep it.
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
+                    raise
+            finally:
+                conn.execute(self._busy_timeout)
+            await asyncio.sleep(sleep_s)
+            sleep_s = min(2 * sleep_s, BUSY_MAX_SLEEP_S)
 
     async def execute(self, sql: str, params: Params | None = None) -> int:
         async with self.transaction() as conn:
