@@ -100,7 +100,7 @@ async def test_a_key_gets_its_requests_per_minute_then_a_429(limiter: RateLimite
 async def test_keys_have_windows_of_their_own(limiter: RateLimiter, key: str):
     await limiter.admit(key, rpm=1, tpm=None)
 
-    await limiter.admit("other", rpm=1, tpm=None)
+    await limiter.admit(f"{key}-other", rpm=1, tpm=None)
 
     await refusal(limiter, key, rpm=1)
 
