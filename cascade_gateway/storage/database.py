@@ -8,7 +8,7 @@ loop it stalled every request: the ledger's batch inserts (a fraction of a milli
 few, every flush interval) and the WAL checkpoint (copying pages back and an fsync: several
 milliseconds, about once a second under load).
 
-Another process holding the file's write lock (a worker in its transaction, a writer thread
+A lock another process holds on the file (a worker in its transaction, a writer thread
 committing a batch) is waited for in short sleeps that let the event loop run, not in SQLite's
 busy handler, which sleeps a millisecond or more with the loop blocked.
 """
@@ -20,24 +20,25 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from cascade_gateway.shielding import shielded
 
 log = logging.getLogger("cascade_gateway.storage")
 
 CHECKPOINT_EVERY_S = 1.0
-# How long a statement or a transaction's start waits on another process's lock on the file.
+# How long a statement waits on another process's lock on the file.
 BUSY_TIMEOUT_S = 5.0
-# Sleeps between tries to start a transaction while the file is locked: first, and at most.
+# Sleeps between tries of a statement while the file is locked: first, and at most.
 BUSY_FIRST_SLEEP_S, BUSY_MAX_SLEEP_S = 0.0001, 0.005
 
 Row = dict[str, Any]
+_T = TypeVar("_T")
 Params = Mapping[str, Any]
 # Rows per multi-row INSERT (at most; see `_multi_row`): 64 rows of the ledger's 18 columns
 # stay far below SQLite's default bound of 32,766 parameters a statement.
@@ -134,12 +135,12 @@ class SqliteDatabase:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.busy_timeout_s = busy_timeout_s
-        self._busy_timeout = f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}"
+        busy_timeout = f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}"
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
+        self._conn.execute(busy_timeout)  # setting up may wait, blocking
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(self._busy_timeout)
         self._wrapped = _SqliteConnection(self._conn)
         # One transaction at a time on this connection; other processes wait on the file lock.
         self._lock = asyncio.Lock()
@@ -147,7 +148,9 @@ class SqliteDatabase:
         self._writer: _Writer | None = None
         if path != ":memory:":
             self._conn.execute("PRAGMA wal_autocheckpoint=0")  # see _Writer
-            self._writer = _Writer(path, self._busy_timeout)
+            self._writer = _Writer(path, busy_timeout)
+        # From here on, a lock another process holds is waited for in `_unlocked`.
+        self._conn.execute("PRAGMA busy_timeout=0")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
@@ -163,22 +166,24 @@ class SqliteDatabase:
             self._writer.checkpoint_due()
 
     async def _begin(self) -> None:
-        """Start a write transaction, waiting for the file's write lock without blocking the
-        loop; after `busy_timeout_s` the lock error is raised."""
-        deadline = time.monotonic() + self.busy_timeout_s
+        await self._unlocked(lambda: self._conn.execute("BEGIN IMMEDIATE"))
+
+    async def _unlocked(self, statement: Callable[[], _T]) -> _T:
+        """Run `statement`; while another process holds a lock it needs, try again after short
+        sleeps that let the loop run, for up to `busy_timeout_s`, then raise the lock error."""
+        deadline: float | None = None
         sleep_s = BUSY_FIRST_SLEEP_S
-        conn = self._conn
         while True:
-            # No busy handler for this one statement only: reads made while this waits keep it.
-            conn.execute("PRAGMA busy_timeout=0")
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
+                return statement()
             except sqlite3.OperationalError as exc:
-                if not _busy(exc) or time.monotonic() >= deadline:
+                if not _busy(exc):
                     raise
-            finally:
-                conn.execute(self._busy_timeout)
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.busy_timeout_s
+                elif now >= deadline:
+                    raise
             await asyncio.sleep(sleep_s)
             sleep_s = min(2 * sleep_s, BUSY_MAX_SLEEP_S)
 
@@ -196,13 +201,15 @@ class SqliteDatabase:
                 self._conn.execute(sql, params)
 
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
-        return await self._wrapped.fetchone(sql, params)
+        row = await self._unlocked(lambda: self._conn.execute(sql, params or {}).fetchone())
+        return dict(row) if row is not None else None
 
     async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
-        return await self._wrapped.fetchall(sql, params)
+        rows = await self._unlocked(lambda: self._conn.execute(sql, params or {}).fetchall())
+        return [dict(r) for r in rows]
 
     async def ping(self) -> None:
-        self._conn.execute("SELECT 1")
+        await self._unlocked(lambda: self._conn.execute("SELECT 1"))
 
     async def aclose(self) -> None:
         if self._writer is not None:
