@@ -165,7 +165,8 @@ class SqlWindows:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+        # SQLite's BEGIN IMMEDIATE already locks the whole file for the transaction.
+        self._for_update = " FOR UPDATE" if db.dialect == "postgresql" else ""
 
     async def draw(self, draws: Sequence[Draw], now: float) -> Refusal | None:
         async with self._db.transaction() as conn:
@@ -185,7 +186,7 @@ class SqlWindows:
         return refusal
 
     async def _locked(self, conn: Connection, name: str) -> str:
-        select = "SELECT counts FROM rate_windows WHERE name = :name" + self._lock
+        select = "SELECT counts FROM rate_windows WHERE name = :name" + self._for_update
         row = await conn.fetchone(select, {"name": name})
         if row is None:
             await conn.execute(

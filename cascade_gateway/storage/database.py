@@ -119,11 +119,19 @@ class _SqliteConnection:
             self._conn.executemany(sql, params)
 
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
-        row = self._conn.execute(sql, params or {}).fetchone()
-        return dict(row) if row is not None else None
+        return _fetchone(self._conn, sql, params)
 
     async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
-        return [dict(r) for r in self._conn.execute(sql, params or {}).fetchall()]
+        return _fetchall(self._conn, sql, params)
+
+
+def _fetchone(conn: sqlite3.Connection, sql: str, params: Params | None) -> Row | None:
+    row = conn.execute(sql, params or {}).fetchone()
+    return dict(row) if row is not None else None
+
+
+def _fetchall(conn: sqlite3.Connection, sql: str, params: Params | None) -> list[Row]:
+    return [dict(r) for r in conn.execute(sql, params or {}).fetchall()]
 
 
 class SqliteDatabase:
@@ -201,12 +209,10 @@ class SqliteDatabase:
                 self._conn.execute(sql, params)
 
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
-        row = await self._unlocked(lambda: self._conn.execute(sql, params or {}).fetchone())
-        return dict(row) if row is not None else None
+        return await self._unlocked(lambda: _fetchone(self._conn, sql, params))
 
     async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
-        rows = await self._unlocked(lambda: self._conn.execute(sql, params or {}).fetchall())
-        return [dict(r) for r in rows]
+        return await self._unlocked(lambda: _fetchall(self._conn, sql, params))
 
     async def ping(self) -> None:
         await self._unlocked(lambda: self._conn.execute("SELECT 1"))
