@@ -129,6 +129,9 @@ class StorageConfig(_Section):
     # Ledger rows are written in batches this long after a request ends (0: before its
     # response). Budgets never wait on it; a crash loses at most this window of ledger rows.
     ledger_flush_ms: float = Field(default=50, ge=0, le=60_000)
+    # How long a request waits on the database or Redis (to connect, for a pooled connection,
+    # for SQLite's lock, for Redis's answer) before it is refused with a 503 to retry.
+    timeout_s: float = Field(default=5, gt=0, le=600)
 
     @field_validator("database_url")
     @classmethod

@@ -10,6 +10,7 @@
     ├── ModelNotFound             404 invalid_request_error / model_not_found
     ├── NotFound                  404 invalid_request_error / not_found
     ├── RateLimited               429 requests|tokens / rate_limit_exceeded (with Retry-After)
+    ├── StorageUnavailable        503 server_error / storage_unavailable (with Retry-After)
     └── UpstreamError             502 upstream_error (the upstream failed or answered garbage)
         ├── UpstreamTimeout       504 timeout
         ├── ProviderError         one failed call: 502, 504 if it timed out, 503 if the gateway
@@ -97,6 +98,16 @@ class RateLimited(GatewayError):
         super().__init__(message)
         self.error_type = kind
         self.retry_after = retry_after
+
+
+class StorageUnavailable(GatewayError):
+    """The gateway's database or Redis cannot be used right now (`storage.outage`): the
+    request was not served (what it had spent by then is in the ledger), and the client
+    should retry shortly."""
+
+    status_code = 503
+    code = "storage_unavailable"
+    retry_after = 1.0
 
 
 class PermissionDenied(GatewayError):

@@ -3,6 +3,7 @@ metrics, and the figures on the request's log line."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from cascade_gateway.accounting.ledger import Ledger
@@ -13,6 +14,8 @@ from cascade_gateway.ratelimit import RateLimiter
 from cascade_gateway.shielding import shielded
 
 GAUGE_INTERVAL_S = 1.0
+
+log = logging.getLogger(__name__)
 
 
 class Accountant:
@@ -30,7 +33,9 @@ class Accountant:
 
         Runs to the end even if the request's task is cancelled meanwhile: the steps that wait
         on storage (a ledger write that is due, the key's counters) are `shielded`. Most
-        requests have none, and then pay for no shielding task.
+        requests have none, and then pay for no shielding task. Never raises for storage: the
+        request has been served by now, and a ledger write that fails is retried (`Ledger`);
+        the token count and the gauge are logged and dropped.
         """
         write_due = self._ledger.queue(trace)
         metrics.observe(trace)
@@ -39,7 +44,13 @@ class Accountant:
         spend = key is not None and key.tpm is not None
         gauge = key is not None and key.budget_usd is not None and self._gauge_due(key.id)
         if write_due or spend or gauge:
-            await shielded(self._finish(trace, write_due, spend, gauge))
+            try:
+                await shielded(self._finish(trace, write_due, spend, gauge))
+            except Exception:
+                fields = {"request_id": trace.request_id, "key_id": trace.key_id}
+                log.exception(
+                    "key's token count or budget gauge not updated", extra={"fields": fields}
+                )
 
     async def _finish(self, trace: Trace, write_due: bool, spend: bool, gauge: bool) -> None:
         """The steps of `record` that wait on storage."""

@@ -1,18 +1,21 @@
 """The envelope around every request, as pure ASGI (no per-request task or copy):
 a request id, the in-flight count, refusal while draining, the request's log line, and a
-last-resort 500 in OpenAI's shape."""
+last resort in OpenAI's shape: 503 while the gateway's storage is down, else 500."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cascade_gateway.errors import StorageUnavailable
 from cascade_gateway.ids import new_id
 from cascade_gateway.lifecycle import Lifecycle
 from cascade_gateway.observability import logs, metrics
+from cascade_gateway.storage.outage import is_outage
 
 log = logging.getLogger("cascade_gateway")
 
@@ -31,6 +34,9 @@ _INTERNAL = _error_body("The gateway hit an internal error. It has been logged."
 _DRAINING = _error_body(
     "This gateway instance is shutting down; retry the request (another replica will take it).",
     "draining",
+)
+_STORAGE_DOWN = StorageUnavailable(
+    "The gateway's storage (database or Redis) cannot be reached; retry shortly."
 )
 
 
@@ -64,29 +70,44 @@ class RequestContextMiddleware:
             await send(message)
 
         if self.lifecycle.draining:
-            await _respond(send_with_id, 503, _DRAINING, retry_after=True)
+            await _respond(
+                send_with_id, 503, _DRAINING, {"retry-after": "1", "connection": "close"}
+            )
             return
         token = logs.open_request(request_id=request_id, method=scope["method"], path=scope["path"])
         self.lifecycle.enter()
         metrics.request_started()
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
+        except Exception as exc:
             if started:
+                log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
                 raise
-            await _respond(send_with_id, 500, _INTERNAL)
+            await _last_resort(exc, request_id, send_with_id)
         finally:
             metrics.request_ended()
             self.lifecycle.leave()
             logs.close_request(token, status)
 
 
-async def _respond(send: Send, status: int, body: bytes, retry_after: bool = False) -> None:
-    headers = [(b"content-type", b"application/json")]
-    if retry_after:
-        headers += [(b"retry-after", b"1"), (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+async def _last_resort(exc: Exception, request_id: str, send: Send) -> None:
+    """The answer to an exception nothing else handled, before the response started."""
+    if not is_outage(exc):
+        log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
+        await _respond(send, 500, _INTERNAL)
+        return
+    error = f"{type(exc).__name__}: {exc}"
+    log.error("storage unavailable", extra={"fields": {"request_id": request_id, "error": error}})
+    body = json.dumps(_STORAGE_DOWN.to_body()).encode()
+    await _respond(send, _STORAGE_DOWN.status_code, body, _STORAGE_DOWN.headers())
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> None:
+    raw = [(b"content-type", b"application/json")]
+    raw += [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -9,6 +9,7 @@ never passes its limit, whatever the concurrency.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -22,6 +23,8 @@ from cascade_gateway.errors import BudgetExceeded
 # Our tokenizer is OpenAI's; others (Anthropic's, Llama's) may count a prompt a little higher.
 PROMPT_MARGIN = 1.2
 PROMPT_SLACK_TOKENS = 16
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,22 @@ class BudgetMeter(Meter):
         return Hold(scopes=self._scopes, amount_nano=amount, request=bounded)
 
     async def settle(self, hold: Hold, cost_usd: float) -> None:
-        await self._counters.settle(hold.scopes, hold.amount_nano, to_nano(cost_usd))
+        """Charge the call's real cost in place of its reservation.
+
+        Never raises for the counters' store: the call was made and paid for, and its answer
+        must still reach the client. If the store cannot be written (an outage), the ledger
+        still records the cost; the counters keep the reservation, so the budget is held
+        for more than was spent, never less, and the log line says by how much.
+        """
+        actual = to_nano(cost_usd)
+        try:
+            await self._counters.settle(hold.scopes, hold.amount_nano, actual)
+        except Exception:
+            scopes = [f"{scope.name}/{scope.period}" for scope in hold.scopes]
+            fields = {"scopes": scopes, "reserved_nano": hold.amount_nano, "actual_nano": actual}
+            log.exception(
+                "budget not settled: the reservation stays held", extra={"fields": fields}
+            )
 
     def _prompt_tokens(self, request: ChatRequest) -> int:
         # The tiers' requests share their message and tool lists (they differ in parameters).

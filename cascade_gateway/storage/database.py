@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import sqlite3
 import time
@@ -32,8 +33,9 @@ from cascade_gateway.shielding import shielded
 log = logging.getLogger("cascade_gateway.storage")
 
 CHECKPOINT_EVERY_S = 1.0
-# How long a statement waits on another process's lock on the file.
-BUSY_TIMEOUT_S = 5.0
+# How long a statement waits on another process's lock on the file (SQLite), or a request for
+# a connection to the server (PostgreSQL), unless the config says otherwise.
+TIMEOUT_S = 5.0
 # Sleeps between tries of a statement while the file is locked: first, and at most.
 BUSY_FIRST_SLEEP_S, BUSY_MAX_SLEEP_S = 0.0001, 0.005
 
@@ -139,7 +141,7 @@ class SqliteDatabase:
 
     dialect: Literal["sqlite", "postgresql"] = "sqlite"
 
-    def __init__(self, path: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(self, path: str, busy_timeout_s: float = TIMEOUT_S) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.busy_timeout_s = busy_timeout_s
@@ -313,12 +315,21 @@ class PostgresDatabase:
 
     dialect: Literal["sqlite", "postgresql"] = "postgresql"
 
-    def __init__(self, url: str, max_size: int = 20) -> None:
+    def __init__(self, url: str, max_size: int = 20, timeout_s: float = TIMEOUT_S) -> None:
         from psycopg.rows import dict_row
         from psycopg_pool import AsyncConnectionPool
 
+        # Both bounds matter in an outage: without them a request waits 30 s for a pooled
+        # connection, and a connection attempt to a silent host waits for the kernel to give up.
+        # libpq takes whole seconds, and no fewer than 2.
+        connect_timeout = max(2, math.ceil(timeout_s))
         self._pool = AsyncConnectionPool(
-            url, min_size=1, max_size=max_size, open=False, kwargs={"row_factory": dict_row}
+            url,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            timeout=timeout_s,
+            kwargs={"row_factory": dict_row, "connect_timeout": connect_timeout},
         )
 
     async def open(self) -> None:
@@ -385,14 +396,15 @@ def _pg(sql: str) -> str:
     return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
 
 
-async def open_database(url: str) -> Database:
+async def open_database(url: str, timeout_s: float = TIMEOUT_S) -> Database:
     """`sqlite:///relative.db`, `sqlite:////absolute.db`, `sqlite://` (in memory) or
-    `postgresql://...` (SQLAlchemy's spelling)."""
+    `postgresql://...` (SQLAlchemy's spelling). `timeout_s` bounds a wait for the file's lock
+    (SQLite), or for a connection (PostgreSQL): past it, the call raises (`storage.outage`)."""
     if url.startswith("sqlite://"):
         path = url.removeprefix("sqlite://").removeprefix("/")
-        return SqliteDatabase(path or ":memory:")
+        return SqliteDatabase(path or ":memory:", busy_timeout_s=timeout_s)
     if url.startswith(("postgresql://", "postgres://")):
-        db = PostgresDatabase(url)
+        db = PostgresDatabase(url, timeout_s=timeout_s)
         await db.open()
         return db
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://...")

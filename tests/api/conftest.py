@@ -17,6 +17,7 @@ from cascade_gateway.app import create_app
 from cascade_gateway.config import parse_config
 from cascade_gateway.fake_upstream import FakeUpstream
 from tests.configs import config_dict
+from tests.relay import Relay, relay_to
 
 
 @contextmanager
@@ -144,3 +145,67 @@ async def aclient(gateway_url: str):
 def http(gateway_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gateway_url, timeout=10) as c:
         yield c
+
+
+@contextmanager
+def keyed_gateway(upstream: FakeUpstream, storage: dict) -> Iterator[str]:
+    """A gateway with a master key and the given storage settings; its base URL."""
+    raw = gateway_config(upstream.url)
+    raw["master_key"] = MASTER_KEY
+    raw["storage"] = storage
+    with serve_in_thread(create_app(parse_config(raw))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def redis_relay(redis_url: str) -> Iterator[Relay]:
+    """The real Redis, behind a relay a test can cut (and must restore)."""
+    with relay_to(redis_url) as relay:
+        yield relay
+
+
+@pytest.fixture(scope="module")
+def redis_outage_gateway_url(
+    upstream: FakeUpstream, redis_url: str, redis_relay: Relay, tmp_path_factory
+) -> Iterator[str]:
+    """Keys in SQLite, budget and rate-limit counters in Redis through `redis_relay`."""
+    database = f"sqlite:///{tmp_path_factory.mktemp('outage')}/gw.db"
+    redis = redis_relay.url_for(redis_url)
+    storage = {"database_url": database, "redis_url": redis, "timeout_s": 1}
+    with keyed_gateway(upstream, storage) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def postgres_relay(postgres_url: str) -> Iterator[Relay]:
+    """The real PostgreSQL, behind a relay a test can cut (and must restore)."""
+    with relay_to(postgres_url) as relay:
+        yield relay
+
+
+@pytest.fixture(scope="module")
+def postgres_outage_gateway_url(
+    upstream: FakeUpstream, postgres_url: str, postgres_relay: Relay
+) -> Iterator[str]:
+    """Keys, counters and the ledger in PostgreSQL through `postgres_relay`."""
+    storage = {"database_url": postgres_relay.url_for(postgres_url), "timeout_s": 1}
+    with keyed_gateway(upstream, storage) as url:
+        yield url
+
+
+def make_key(gateway_url: str, **settings) -> tuple[dict, openai.OpenAI]:
+    """A new key on the gateway at `gateway_url` (made with the master key, retried while the
+    gateway says its storage is coming back), and an openai client that uses it and does not
+    retry."""
+    headers = {"authorization": f"Bearer {MASTER_KEY}"}
+    for _ in range(20):
+        response = httpx.post(
+            f"{gateway_url}/admin/keys", json={"name": "team", **settings}, headers=headers
+        )
+        if response.status_code != 503:
+            break
+        time.sleep(float(response.headers["retry-after"]))
+    assert response.status_code == 201, response.text
+    record = response.json()
+    client = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key=record["key"], max_retries=0)
+    return record, client
