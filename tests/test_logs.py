@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
+import sys
+from collections.abc import Iterator
 
+import pytest
+
+from cascade_gateway.observability import logs
 from cascade_gateway.observability.logs import BatchingStreamHandler, JsonFormatter
 
 
@@ -69,3 +75,57 @@ async def test_closing_writes_what_is_left():
     handler.close()
 
     assert stream.getvalue() == "last words\n"
+
+
+@pytest.fixture
+def production_logging(monkeypatch) -> Iterator[io.StringIO]:
+    """`configure_logging` as the server sets it up (JSON, info), writing to a buffer; the
+    test run's logging is put back afterwards."""
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    logs.configure_logging("info", "json")
+    yield stream
+    root.handlers[:], level = saved
+    root.setLevel(level)
+    monkeypatch.setattr(logs, "_direct", None)
+
+
+def a_request_line(stream: io.StringIO) -> dict:
+    token = logs.open_request(request_id="r-1", path="/v1/chat/completions")
+    logs.request_fields()["outcome"] = "accepted"
+    logs.close_request(token, 200)
+    logging.getLogger().handlers[0].flush()
+    return json.loads(stream.getvalue().splitlines()[-1])
+
+
+async def test_a_request_line_is_one_json_object_with_its_fields(production_logging):
+    line = a_request_line(production_logging)
+
+    assert line["logger"] == "cascade_gateway.access" and line["message"] == "request"
+    assert line["level"] == "info" and line["ts"] > 0
+    assert line["request_id"] == "r-1" and line["outcome"] == "accepted"
+    assert line["status"] == 200 and line["latency_ms"] >= 0
+
+
+async def test_a_request_line_reaches_a_handler_added_later_as_a_record(production_logging):
+    records: list[logging.LogRecord] = []
+    added = logging.Handler()
+    added.emit = records.append
+    logging.getLogger().addHandler(added)
+
+    line = a_request_line(production_logging)
+
+    assert [r.fields["request_id"] for r in records] == ["r-1"]
+    assert line["request_id"] == "r-1"
+
+
+async def test_no_request_line_above_info(production_logging):
+    logging.getLogger().setLevel(logging.WARNING)
+    token = logs.open_request(request_id="r-2")
+
+    logs.close_request(token, 200)
+    logging.getLogger().handlers[0].flush()
+
+    assert production_logging.getvalue() == ""

@@ -22,22 +22,28 @@ ACCESS = logging.getLogger("cascade_gateway.access")
 _fields: ContextVar[dict[str, Any] | None] = ContextVar("cascade_request_fields", default=None)
 
 
+def json_line(created: float, level: str, logger: str, message: str, fields: Any) -> str:
+    """`{"ts", "level", "logger", "message", ...fields}` on one line (no newline)."""
+    line: dict[str, Any] = {
+        "ts": round(created, 3),
+        "level": level,
+        "logger": logger,
+        "message": message,
+    }
+    if fields:
+        line.update(fields)
+    return orjson.dumps(line, default=str).decode()
+
+
 class JsonFormatter(logging.Formatter):
-    """`{"ts", "level", "logger", "message", ...fields}` on one line."""
+    """`json_line` for a log record; its `fields` extra, and a traceback, become keys."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
         fields = getattr(record, "fields", None)
-        if fields:
-            line.update(fields)
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+            fields = {**(fields or {}), "exception": self.formatException(record.exc_info)}
+        level = record.levelname.lower()
+        return json_line(record.created, level, record.name, record.getMessage(), fields)
 
 
 class BatchingStreamHandler(logging.StreamHandler):
@@ -58,13 +64,18 @@ class BatchingStreamHandler(logging.StreamHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + self.terminator
+            line = self.format(record)
         except Exception:
             self.handleError(record)
             return
+        self.write_line(line, at_once=record.levelno >= logging.WARNING)
+
+    def write_line(self, line: str, at_once: bool = False) -> None:
+        """Queue one formatted line (`emit`, and the request log's direct path)."""
+        line += self.terminator
         self._lines.append(line)
         self._size += len(line)
-        if record.levelno >= logging.WARNING or self._size >= self.max_bytes:
+        if at_once or self._size >= self.max_bytes:
             self.flush()
         else:
             self._later.request()
@@ -87,6 +98,7 @@ class BatchingStreamHandler(logging.StreamHandler):
 
 def configure_logging(level: str, fmt: str) -> None:
     """Send every log record to stderr, as JSON lines or plain text."""
+    global _direct
     handler = BatchingStreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -104,6 +116,32 @@ def configure_logging(level: str, fmt: str) -> None:
     # The SDKs' clients log every upstream call at INFO; the request line already says it all.
     for name in ("httpx", "httpx2", "openai", "anthropic", "LiteLLM"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    _direct = handler if fmt == "json" else None
+
+
+# The handler `configure_logging` made for JSON lines, which the request log may write to
+# directly (`_request_sink`).
+_direct: BatchingStreamHandler | None = None
+
+
+def _request_sink() -> BatchingStreamHandler | None:
+    """Where the request line can go without a log record: the handler `configure_logging`
+    made for JSON, while it is still the only handler and nothing filters. A record costs
+    about 9 us of a request's 200-300 (made, handled, locked, formatted); the direct write 1.
+    Any other setup (a handler added, as pytest's `caplog` does) gets the record."""
+    handler = _direct
+    if (
+        handler is None
+        or logging.root.handlers != [handler]
+        or handler.level > logging.INFO
+        or handler.filters
+        or logging.root.filters
+        or ACCESS.handlers
+        or ACCESS.filters
+        or not ACCESS.propagate
+    ):
+        return None
+    return handler
 
 
 def open_request(**fields: Any) -> Any:
@@ -125,7 +163,12 @@ def close_request(token: Any, status: int) -> None:
     started = fields.pop("started")
     fields["status"] = status
     fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
-    if ACCESS.isEnabledFor(logging.INFO):
+    if not ACCESS.isEnabledFor(logging.INFO):
+        return
+    sink = _request_sink()
+    if sink is not None:
+        sink.write_line(json_line(time.time(), "info", ACCESS.name, "request", fields))
+    else:
         # Made directly: `Logger.info` would also walk the stack for a caller nobody reads.
         record = ACCESS.makeRecord(
             ACCESS.name, logging.INFO, __file__, 0, "request", (), None, extra={"fields": fields}
