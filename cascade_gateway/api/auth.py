@@ -12,7 +12,7 @@ from cascade_gateway.auth.keys import ApiKey, same_secret
 from cascade_gateway.errors import AuthenticationError, PermissionDenied
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Caller:
     """The authenticated caller; `key` is None for the master key and for an open gateway."""
 

@@ -91,7 +91,7 @@ def trace_headers(trace: Trace) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Run:
     """One admitted request: its route, who pays, and the budget meter its calls draw on."""
 

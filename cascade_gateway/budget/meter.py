@@ -27,7 +27,7 @@ PROMPT_SLACK_TOKENS = 16
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hold:
     """A reservation: what was put aside, where, and the request to send under it."""
 

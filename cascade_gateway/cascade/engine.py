@@ -92,7 +92,7 @@ class Payer(Protocol):
     def tpm(self) -> int | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DraftDelta:
     """A token from a tier whose answer is not yet validated (only when asked for)."""
 
@@ -101,14 +101,14 @@ class DraftDelta:
     delta: Delta
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decided:
     """A non-final tier's answer was validated: accepted or escalated."""
 
     attempt: Attempt
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Output:
     """A piece of the answer the client will keep.
 
@@ -122,7 +122,7 @@ class Output:
     released: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finished:
     trace: Trace
     completion: Completion
@@ -131,7 +131,7 @@ class Finished:
 CascadeEvent = DraftDelta | Decided | Output | Finished
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Result:
     completion: Completion
     trace: Trace

@@ -40,7 +40,7 @@ def inner_error(body: Any) -> Any:
     return body.get("error", body) if isinstance(body, dict) else body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SseEvent:
     """One server-sent event: its `event:` name (None if unnamed) and its joined `data:`."""
 

@@ -18,7 +18,7 @@ SOFT_PASS = 0.5
 GATE_FAILED_SCORE = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SignalScore:
     """One signal's opinion of a draft: a 0..1 score (1 = good) and the reason for it.
 
@@ -45,7 +45,7 @@ class SignalScore:
         return cls(name, score, weight, False, score >= SOFT_PASS, detail)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
     """Accept the draft or escalate: the combined score, the threshold it met or missed, every
     signal that was evaluated, and (when rejected) why."""
