@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -22,7 +23,9 @@ ACCESS = logging.getLogger("cascade_gateway.access")
 _fields: ContextVar[dict[str, Any] | None] = ContextVar("cascade_request_fields", default=None)
 
 
-def json_line(created: float, level: str, logger: str, message: str, fields: Any) -> str:
+def json_line(
+    created: float, level: str, logger: str, message: str, fields: Mapping[str, Any] | None
+) -> str:
     """`{"ts", "level", "logger", "message", ...fields}` on one line (no newline)."""
     line: dict[str, Any] = {
         "ts": round(created, 3),
