@@ -151,7 +151,7 @@ async def open_services(
         redis = _open_redis(storage.redis_url, storage.timeout_s)
     models = resolve_models(config)
     live = dict(providers) if providers is not None else build_providers(config)
-    ledger = Ledger(db, flush_interval_s=config.storage.ledger_flush_ms / 1000)
+    ledger = Ledger(db, flush_interval_s=storage.ledger_flush_ms / 1000)
     budgets = Budgets(config.budgets, ledger)
     budgets.counters = RedisCounters(redis, budgets) if redis is not None else SqlCounters(db)
     limiter = RateLimiter(RedisWindows(redis) if redis is not None else SqlWindows(db))
