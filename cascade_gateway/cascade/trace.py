@@ -6,6 +6,7 @@ request ends for any reason (served, failed, or cancelled by the client).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -36,6 +37,26 @@ class Attempt:
     error: str | None = None
     # Short and bounded (for metrics): "timeout", "upstream_429", "cancelled"...
     error_code: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view; `from_dict` reads it back."""
+        # Written out rather than `dataclasses.asdict`, whose deep copy costs more than the
+        # rest of the ledger write.
+        data = {name: getattr(self, name) for name in _ATTEMPT_FIELDS}
+        data["verdict"] = None if self.verdict is None else self.verdict.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Attempt:
+        """The attempt `to_dict` wrote."""
+        verdict = data["verdict"]
+        return cls(
+            **{name: data[name] for name in _ATTEMPT_FIELDS},
+            verdict=None if verdict is None else Verdict.from_dict(verdict),
+        )
+
+
+_ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt) if f.name != "verdict")
 
 
 @dataclass(slots=True)
@@ -175,7 +196,7 @@ class Trace:
             "model_used": self.model_used,
             "cascaded": self.cascaded,
             "draft_accepted": self.draft_accepted,
-            "attempts": [_attempt_dict(a) for a in self.attempts],
+            "attempts": [a.to_dict() for a in self.attempts],
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cost_usd": cost,
@@ -197,35 +218,3 @@ class Trace:
 
 def _percent(part: float, whole: float) -> float:
     return 100.0 * part / whole if whole else 0.0
-
-
-_ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt) if f.name != "verdict")
-
-
-def _attempt_dict(attempt: Attempt) -> dict[str, Any]:
-    # Written out rather than `dataclasses.asdict`, whose deep copy costs more than the rest of
-    # the ledger write.
-    data = {name: getattr(attempt, name) for name in _ATTEMPT_FIELDS}
-    verdict = attempt.verdict
-    data["verdict"] = (
-        None
-        if verdict is None
-        else {
-            "accepted": verdict.accepted,
-            "score": verdict.score,
-            "threshold": verdict.threshold,
-            "reason": verdict.reason,
-            "signals": [
-                {
-                    "name": s.name,
-                    "score": s.score,
-                    "weight": s.weight,
-                    "gate": s.gate,
-                    "passed": s.passed,
-                    "detail": s.detail,
-                }
-                for s in verdict.signals
-            ],
-        }
-    )
-    return data

@@ -50,7 +50,11 @@ MULTI_ROW_MAX = 64
 @dataclass(frozen=True, slots=True)
 class Insert:
     """Rows for one table, each a mapping from column name to value. The table and column
-    names go into the SQL as they are: they come from code, never from a request."""
+    names go into the SQL as they are: they come from code, never from a request.
+
+    A row whose key is already in the table is skipped, so a batch retried after its commit
+    went unacknowledged (a connection lost while committing) lands once instead of failing
+    every retry on its own rows."""
 
     table: str
     columns: tuple[str, ...]
@@ -351,7 +355,11 @@ class PostgresDatabase:
         async with self.transaction() as conn:
             for insert in inserts:
                 names = ", ".join(":" + c for c in insert.columns)
-                sql = f"INSERT INTO {insert.table} ({', '.join(insert.columns)}) VALUES ({names})"
+                columns = ", ".join(insert.columns)
+                sql = (
+                    f"INSERT INTO {insert.table} ({columns}) VALUES ({names}) "
+                    "ON CONFLICT DO NOTHING"
+                )
                 await conn.executemany(sql, list(insert.rows))
 
     async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
@@ -379,7 +387,7 @@ def _multi_row(insert: Insert) -> list[tuple[str, list[Any]]]:
     keeps (one per batch size made each worker hold some 40 MB of compiled statements).
     """
     columns = insert.columns
-    head = f"INSERT INTO {insert.table} ({', '.join(columns)}) VALUES "
+    head = f"INSERT OR IGNORE INTO {insert.table} ({', '.join(columns)}) VALUES "
     one_row = "(" + ", ".join("?" * len(columns)) + ")"
     statements = []
     rows, size = insert.rows, MULTI_ROW_MAX

@@ -6,8 +6,9 @@ scores at any threshold without calling a single signal again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # A soft signal "passes" at or above this score. Informational only: the combination uses the
 # scores themselves, never this flag.
@@ -59,6 +60,32 @@ class Verdict:
     def signal(self, name: str) -> SignalScore | None:
         """The score reported by the signal called `name`, if it was evaluated."""
         return next((s for s in self.signals if s.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view; `from_dict` reads it back."""
+        return {
+            "accepted": self.accepted,
+            "score": self.score,
+            "threshold": self.threshold,
+            "reason": self.reason,
+            "signals": [
+                {
+                    "name": s.name,
+                    "score": s.score,
+                    "weight": s.weight,
+                    "gate": s.gate,
+                    "passed": s.passed,
+                    "detail": s.detail,
+                }
+                for s in self.signals
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        """The verdict `to_dict` wrote."""
+        signals = tuple(SignalScore(**s) for s in data["signals"])
+        return cls(data["accepted"], data["score"], data["threshold"], signals, data["reason"])
 
 
 def combine(scores: Sequence[SignalScore], threshold: float) -> Verdict:

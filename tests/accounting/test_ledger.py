@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
+import orjson
 import pytest
 
 from cascade_gateway.accounting.ledger import Ledger
 from cascade_gateway.cascade.trace import Attempt, Trace
-from cascade_gateway.storage.database import Database, open_database
+from cascade_gateway.storage.database import Database, Insert, open_database
 from cascade_gateway.storage.migrations import migrate
+from cascade_gateway.validation import SignalScore, combine
 
 
 def a_trace(request_id: str, cost_usd: float = 0.001) -> Trace:
@@ -29,6 +35,66 @@ def a_trace(request_id: str, cost_usd: float = 0.001) -> Trace:
         outcome="accepted",
         model_used="draft",
     )
+
+
+@dataclass
+class Key:
+    id: str
+    name: str
+
+
+def an_escalated_trace(request_id: str) -> Trace:
+    """Everything a story can hold: a key, a rejected draft with its signals, a stream."""
+    verdict = combine(
+        [
+            SignalScore.of_gate("refusal", True, "no refusal"),
+            SignalScore.of_soft("hedging", 0.25, 1.0, "2 strong hedges in 9 words"),
+        ],
+        0.7,
+    )
+    draft = Attempt(
+        tier=0, model="small", provider="openai", upstream_model="draft-model",
+        decision="escalated", input_tokens=100, output_tokens=30, usage_counted=True,
+        cost_usd=3.3e-05, latency_ms=12.5, ttft_ms=3.25, finish_reason="stop",
+        verdict=verdict, validate_ms=0.125,
+    )  # fmt: skip
+    strong = Attempt(
+        tier=1, model="large", provider="anthropic", upstream_model="strong-model",
+        decision="served", input_tokens=100, output_tokens=10, cost_usd=3.5e-04,
+        latency_ms=40.0, ttft_ms=9.0, finish_reason="length",
+    )  # fmt: skip
+    return Trace(
+        request_id=request_id, route="default", mode="cascade", created_at=time.time(),
+        streamed=True, baseline_model="large", attempts=[draft, strong], outcome="escalated",
+        model_used="large", baseline_cost_usd=3.5e-04, total_ms=55.5, ttft_ms=53.0,
+        key=Key("k-1", "team-a"),
+    )  # fmt: skip
+
+
+def a_failed_trace(request_id: str) -> Trace:
+    attempt = Attempt(
+        tier=0, model="small", provider="openai", upstream_model="draft-model",
+        decision="failed", latency_ms=5000.0, error="upstream timed out after 5 s",
+        error_code="timeout",
+    )  # fmt: skip
+    return Trace(
+        request_id=request_id, route="small", mode="direct", created_at=time.time(),
+        streamed=False, baseline_model="small", attempts=[attempt], outcome="error",
+        total_ms=5001.0, error="upstream timed out after 5 s",
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["sqlite-memory", "sqlite-file", "postgresql"])
+async def any_db(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[Database]:
+    """A migrated database of each kind the gateway runs on."""
+    url = {
+        "sqlite-memory": "sqlite://",
+        "sqlite-file": f"sqlite:///{tmp_path / 'ledger.db'}",
+    }.get(request.param) or request.getfixturevalue("postgres_url")
+    db = await open_database(url)
+    await migrate(db)
+    yield db
+    await db.aclose()
 
 
 async def rows_in(db: Database) -> int:
@@ -176,3 +242,49 @@ async def test_a_flush_cancelled_while_writing_leaves_its_rows_written_once(tmp_
     assert await rows_in(db) == 1
     blocker.close()
     await db.aclose()
+
+
+@pytest.mark.parametrize("make", [a_trace, an_escalated_trace, a_failed_trace])
+async def test_a_stored_trace_reads_back_as_the_request_told_it(any_db, make):
+    trace = make(uuid.uuid4().hex)
+    ledger = Ledger(any_db, flush_interval_s=60)
+
+    await ledger.record(trace)
+    await ledger.flush()
+
+    told = orjson.loads(orjson.dumps(trace.to_dict()))
+    assert await ledger.trace(trace.request_id) == told
+    exported = [json.loads(line) async for line in ledger.export("jsonl")]
+    assert [r["trace"] for r in exported if r["request_id"] == trace.request_id] == [told]
+    await ledger.aclose()
+
+
+async def test_a_row_that_holds_the_whole_story_is_read_as_written(db):
+    """Rows written before the trace column held only what the other columns do not."""
+    story = a_trace("old-row").to_dict()
+    row = {
+        "id": "0" * 32, "request_id": "old-row", "created_at": story["created_at"],
+        "day": "2026-11-01", "key_id": None, "key_name": None, "route": "default",
+        "mode": "cascade", "outcome": "accepted", "model_used": "draft", "streamed": 0,
+        "budget_capped": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.001,
+        "baseline_cost_usd": 0.0, "total_ms": 0.0, "trace": json.dumps(story),
+    }  # fmt: skip
+    await db.insert([Insert("ledger", tuple(row), [row])])
+
+    assert await Ledger(db).trace("old-row") == story
+
+
+async def test_a_batch_retried_after_it_landed_is_not_written_twice(any_db):
+    """A commit whose acknowledgement was lost (a dropped connection) is retried whole."""
+    rows = [{"ledger_id": uuid.uuid4().hex, "tier": 0, "model": "m", "decision": "served",
+             "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.5}]  # fmt: skip
+    columns = tuple(rows[0])
+
+    await any_db.insert([Insert("ledger_attempts", columns, rows)])
+    await any_db.insert([Insert("ledger_attempts", columns, rows)])
+
+    found = await any_db.fetchone(
+        "SELECT COUNT(*) AS n FROM ledger_attempts WHERE ledger_id = :id",
+        {"id": rows[0]["ledger_id"]},
+    )
+    assert found == {"n": 1}
