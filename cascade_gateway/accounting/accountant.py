@@ -1,11 +1,18 @@
 """Accounting, the last stage of every request: the ledger row, the key's token count, the
-metrics, and the figures on the request's log line."""
+metrics, and the figures on the request's log line.
+
+Only the key's token count is taken before the response goes out (the key's next request
+must see it); the rest is done after it (`after_response`), so the client does not wait for it.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
+from functools import partial
 
+from cascade_gateway import after_response
 from cascade_gateway.accounting.ledger import Ledger
 from cascade_gateway.budget.budgets import Budgets
 from cascade_gateway.cascade.trace import Trace
@@ -29,7 +36,8 @@ class Accountant:
 
     async def record(self, trace: Trace) -> None:
         """Write the request to the ledger, count its tokens against the key's TPM, and
-        report it to metrics and the request log.
+        report it to metrics and the request log; all but the token count after the response
+        when the request has one (else now).
 
         Runs to the end even if the request's task is cancelled meanwhile: the steps that wait
         on storage (a ledger write that is due, the key's counters) are `shielded`. Most
@@ -37,23 +45,37 @@ class Accountant:
         request has been served by now, and a ledger write that fails is retried (`Ledger`);
         the token count and the gauge are logged and dropped.
         """
+        key = trace.key
+        spend = key is not None and key.tpm is not None
+        # Deferred before the token count waits, so a cancellation there cannot skip it.
+        if not after_response.defer(partial(self._account, trace, spend=False)):
+            waiting = self._account(trace, spend=spend)
+            if waiting is not None:
+                await waiting
+        elif spend:
+            await self._finish(trace, write_due=False, spend=True, gauge=False)
+
+    def _account(self, trace: Trace, spend: bool) -> Awaitable[None] | None:
+        """Queue the ledger row, report metrics and the log line's figures; the storage steps
+        still to wait for, if any."""
         write_due = self._ledger.queue(trace)
         metrics.observe(trace)
         _describe(trace)
         key = trace.key
-        spend = key is not None and key.tpm is not None
         gauge = key is not None and key.budget_usd is not None and self._gauge_due(key.id)
         if write_due or spend or gauge:
-            try:
-                await shielded(self._finish(trace, write_due, spend, gauge))
-            except Exception:
-                fields = {"request_id": trace.request_id, "key_id": trace.key_id}
-                log.exception(
-                    "key's token count or budget gauge not updated", extra={"fields": fields}
-                )
+            return self._finish(trace, write_due, spend, gauge)
+        return None
 
     async def _finish(self, trace: Trace, write_due: bool, spend: bool, gauge: bool) -> None:
-        """The steps of `record` that wait on storage."""
+        """The steps of `record` that wait on storage, shielded; their failures logged."""
+        try:
+            await shielded(self._storage_steps(trace, write_due, spend, gauge))
+        except Exception:
+            fields = {"request_id": trace.request_id, "key_id": trace.key_id}
+            log.exception("key's token count or budget gauge not updated", extra={"fields": fields})
+
+    async def _storage_steps(self, trace: Trace, write_due: bool, spend: bool, gauge: bool) -> None:
         if write_due:
             await self._ledger.write_due()
         key = trace.key

@@ -1,10 +1,10 @@
 """The durable spend ledger: one row per request — served, escalated, refused, failed or
 cancelled — with what its trace tells and the key that paid, plus one row per upstream attempt.
 
-Rows are written behind the response, in batches: a request's row is queued when it ends and
-the queue is written in one transaction at most `flush_interval_s` later (or as soon as
-`max_batch` rows wait), off the event loop (`Database.insert`). One transaction per
-request cost a fifth of a worker's time under load.
+Rows are written behind the response, in batches: a request's row is queued once its response
+has gone out (`after_response`), and the queue is written in one transaction at most
+`flush_interval_s` later (or as soon as `max_batch` rows wait), off the event loop
+(`Database.insert`). One transaction per request cost a fifth of a worker's time under load.
 Every read writes this process's queue first. Another worker's (or replica's) rows can be up to
 `flush_interval_s` behind, so a trace not found is looked for once more after that long: a
 request's trace can be read as soon as its response has ended, wherever it was served. The

@@ -1,6 +1,7 @@
 """The envelope around every request, as pure ASGI (no per-request task or copy):
-a request id, the in-flight count, refusal while draining, the request's log line, and a
-last resort in OpenAI's shape: 503 while the gateway's storage is down, else 500."""
+a request id, the in-flight count, refusal while draining, the work deferred to after the
+response (`after_response`), the request's log line, and a last resort in OpenAI's shape: 503
+while the gateway's storage is down, else 500."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cascade_gateway import after_response
 from cascade_gateway.errors import StorageUnavailable
 from cascade_gateway.ids import new_id
 from cascade_gateway.lifecycle import Lifecycle
@@ -75,6 +77,7 @@ class RequestContextMiddleware:
             )
             return
         token = logs.open_request(request_id=request_id, method=scope["method"], path=scope["path"])
+        deferred = after_response.open_request()
         self.lifecycle.enter()
         metrics.request_started()
         try:
@@ -85,9 +88,15 @@ class RequestContextMiddleware:
                 raise
             await _last_resort(exc, request_id, send_with_id)
         finally:
-            metrics.request_ended()
-            self.lifecycle.leave()
-            logs.close_request(token, status)
+            try:
+                # Accounting adds the request's figures to its log line, so it runs first.
+                waiting = after_response.run_deferred(deferred)
+                if waiting is not None:
+                    await waiting
+            finally:
+                metrics.request_ended()
+                self.lifecycle.leave()
+                logs.close_request(token, status)
 
 
 async def _last_resort(exc: Exception, request_id: str, send: Send) -> None:

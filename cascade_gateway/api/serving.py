@@ -246,5 +246,6 @@ async def _frames(
         except Exception:
             log.exception("stream failed")
             closing = sse.error_frame(UpstreamError("The stream failed inside the gateway."))
-    # After the engine is closed, so the trace is recorded before the client sees the end.
+    # After the engine is closed, so the key's token count is taken before the client sees
+    # the end (the rest of the accounting follows the response: `after_response`).
     yield sse.Last(ready + closing + sse.DONE)
