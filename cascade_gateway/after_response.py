@@ -31,11 +31,18 @@ class _Deferred:
         self.open = True
 
     def run(self) -> Awaitable[None] | None:
+        waiting = self._run_until_waiting()
+        if waiting is None:
+            self.open = False
+            return None
+        return self._run_waiting(waiting)
+
+    def _run_until_waiting(self) -> Awaitable[None] | None:
+        """Call work in order until one has to wait; what it returned, or None when none did."""
         while self.work:
             waiting = _call(self.work.pop(0))
             if waiting is not None:
-                return self._run_waiting(waiting)
-        self.open = False
+                return waiting
         return None
 
     async def _run_waiting(self, waiting: Awaitable[None]) -> None:
@@ -48,9 +55,7 @@ class _Deferred:
                 log.exception("work deferred to after the response failed")
             except BaseException as exc:
                 interrupted = exc  # raised once the rest has run
-            pending = None
-            while self.work and pending is None:
-                pending = _call(self.work.pop(0))
+            pending = self._run_until_waiting()
         self.open = False
         if interrupted is not None:
             raise interrupted
