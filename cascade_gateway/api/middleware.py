@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,14 +63,17 @@ class RequestContextMiddleware:
         header = (b"x-request-id", request_id.encode())
         status = 500
         started = False
+        sent_at: float | None = None
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started, status
+            nonlocal started, status, sent_at
             if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                sent_at = time.perf_counter()
 
         if self.lifecycle.draining:
             await _respond(
@@ -96,7 +100,9 @@ class RequestContextMiddleware:
             finally:
                 metrics.request_ended()
                 self.lifecycle.leave()
-                logs.close_request(token, status)
+                # The line's latency is the client's: it ends with the last byte, not with
+                # the deferred work after it.
+                logs.close_request(token, status, ended=sent_at)
 
 
 async def _last_resort(exc: Exception, request_id: str, send: Send) -> None:

@@ -157,15 +157,17 @@ def request_fields() -> dict[str, Any] | None:
     return _fields.get()
 
 
-def close_request(token: Any, status: int) -> None:
-    """Write the current request's line."""
+def close_request(token: Any, status: int, ended: float | None = None) -> None:
+    """Write the current request's line; its latency runs to `ended` (a `time.perf_counter()`
+    reading, such as when the response's last byte went out), else to now."""
     fields = _fields.get()
     _fields.reset(token)
     if fields is None:
         return
     started = fields.pop("started")
     fields["status"] = status
-    fields["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    end = time.perf_counter() if ended is None else ended
+    fields["latency_ms"] = round((end - started) * 1000, 3)
     if not ACCESS.isEnabledFor(logging.INFO):
         return
     sink = _request_sink()

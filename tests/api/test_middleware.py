@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from cascade_gateway import after_response
@@ -12,6 +16,10 @@ from cascade_gateway.observability import logs
 
 def a_request() -> Scope:
     return {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+
+
+async def receive() -> Message:
+    return {"type": "http.request", "body": b""}
 
 
 async def test_deferred_work_runs_after_the_last_byte_and_before_the_log_line():
@@ -31,9 +39,6 @@ async def test_deferred_work_runs_after_the_last_byte_and_before_the_log_line():
     async def send(message: Message) -> None:
         events.append(message["type"])
 
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
     await RequestContextMiddleware(app, lifecycle)(a_request(), receive, send)
 
     assert events == [
@@ -42,3 +47,23 @@ async def test_deferred_work_runs_after_the_last_byte_and_before_the_log_line():
         "accounted (log line open: True, in flight: 1)",
     ]
     assert lifecycle.in_flight == 0
+
+
+async def test_the_log_lines_latency_ends_with_the_last_byte_not_the_deferred_work(
+    caplog: pytest.LogCaptureFixture,
+):
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert after_response.defer(lambda: asyncio.sleep(0.5))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+        await send({"type": "http.response.body", "body": b"}"})
+
+    async def send(message: Message) -> None:
+        pass
+
+    with caplog.at_level(logging.INFO, logger=logs.ACCESS.name):
+        await RequestContextMiddleware(app, Lifecycle(drain_seconds=1))(a_request(), receive, send)
+
+    (line,) = [record.fields for record in caplog.records if record.name == logs.ACCESS.name]
+    assert line["status"] == 200
+    assert 0 < line["latency_ms"] < 500
