@@ -46,21 +46,21 @@ def slices(scores: list[float], draft: list[float], strong: list[float], count: 
     left_gain = sum(strong) - served
     out = []
     for k in range(count):
-        part = order[k * n // count : (k + 1) * n // count]
+        start, end = k * n // count, (k + 1) * n // count
+        part = order[start:end]
         if not part:
             continue
-        left = n - k * n // count
         d = sum(draft[i] for i in part)
         s = sum(strong[i] for i in part)
         out.append(
             Slice(
-                escalated_from=k * n // count / n,
-                escalated_to=(k + 1) * n // count / n,
+                escalated_from=start / n,
+                escalated_to=end / n,
                 max_score=max(scores[i] for i in part),
                 draft_quality=d / len(part),
                 strong_quality=s / len(part),
                 gain=(s - d) / len(part),
-                random_gain=left_gain / left,
+                random_gain=left_gain / (n - start),
                 served_quality=(served + s - d) / n,
             )
         )
@@ -86,8 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with open(args.decisions, encoding="utf-8") as lines:
         decisions = [json.loads(line) for line in lines if line.strip()]
+    if not decisions:
+        print(f"error: no decisions in {args.decisions}", file=sys.stderr)
+        return 2
     missing = [d["id"] for d in decisions if d["id"] not in rows]
-    if missing or not decisions:
+    if missing:
         print(f"error: decisions name rows the data lacks: {missing[:3]}", file=sys.stderr)
         return 2
     picked = [rows[d["id"]] for d in decisions]
