@@ -29,6 +29,7 @@ from cascade_gateway.errors import (
 from cascade_gateway.providers.base import Provider
 from cascade_gateway.shielding import shielded
 from cascade_gateway.validation import Validator
+from cascade_gateway.validation.validator import EarlyScores
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +186,7 @@ class CascadeEngine:
                     self._degrade(trace, route, fallback[0])
                     return Result(fallback[1], trace)
                 attempt = self._attempt(trace, index, tier)
+                early = self._score_query_soon(route, request, validated)
                 began = self._clock()
                 try:
                     completion = await tier.provider.complete(
@@ -204,7 +206,7 @@ class CascadeEngine:
                     if meter is not UNMETERED:  # which has nothing to settle
                         await shielded(meter.settle(hold, attempt.cost_usd))
                 attempt.finish_reason = completion.finish_reason
-                if not validated or await self._accepts(route, request, completion, attempt):
+                if not validated or await self._accepts(route, request, completion, attempt, early):
                     self._serve(trace, route, attempt)
                     return Result(completion, trace)
                 fallback = (attempt, completion)
@@ -252,6 +254,7 @@ class CascadeEngine:
                     yield Finished(trace, completion)
                     return
                 attempt = self._attempt(trace, index, tier)
+                early = self._score_query_soon(route, request, validated)
                 assembler = Assembler(model=tier.model.upstream_model)
                 held = []
                 began = self._clock()
@@ -296,7 +299,7 @@ class CascadeEngine:
                         await shielded(meter.settle(hold, attempt.cost_usd))
                 attempt.finish_reason = completion.finish_reason
                 if validated:
-                    accepted = await self._accepts(route, request, completion, attempt)
+                    accepted = await self._accepts(route, request, completion, attempt, early)
                     yield Decided(attempt)
                     if not accepted:
                         fallback = (attempt, completion, held)
@@ -379,13 +382,28 @@ class CascadeEngine:
         self._serve(trace, route, attempt)
         trace.outcome = "degraded"
 
+    @staticmethod
+    def _score_query_soon(
+        route: Route, request: ChatRequest, validated: bool
+    ) -> EarlyScores | None:
+        """Start on what the validator can judge from the query alone, to run while the
+        tier's answer is awaited."""
+        if not validated or route.validator is None:
+            return None
+        return route.validator.score_query_soon(request)
+
     async def _accepts(
-        self, route: Route, request: ChatRequest, completion: Completion, attempt: Attempt
+        self,
+        route: Route,
+        request: ChatRequest,
+        completion: Completion,
+        attempt: Attempt,
+        early: EarlyScores | None,
     ) -> bool:
         if route.validator is None:
             return True
         began = self._clock()
-        verdict = await route.validator.validate(request, completion)
+        verdict = await route.validator.validate(request, completion, early)
         attempt.validate_ms = self._ms_since(began)
         attempt.verdict = verdict
         attempt.decision = "accepted" if verdict.accepted else "escalated"

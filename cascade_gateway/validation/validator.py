@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Mapping, Sequence
@@ -33,6 +34,11 @@ class Signal(Protocol):
     May be sync or async (return an awaitable): the validator awaits only what needs it.
     A signal that reads the answer's token logprobs says so with `needs_logprobs = True`: the
     drafts are asked for them only when a signal of the chain does.
+
+    A signal that reads only the request (a prior on how hard the question is) may also offer
+    `score_query(request) -> SignalScore | None`, synchronous: the cascade then scores it while
+    the draft is in flight (`Validator.score_query_soon`), off the path from the draft's answer
+    to the client, and does not call the signal again.
 
     Example:
         class Shouting:
@@ -69,13 +75,37 @@ class Validator:
         self.signals = tuple(signals)
         self.threshold = threshold
         self.needs_logprobs = any(getattr(s, "needs_logprobs", False) for s in self.signals)
+        self._query_signals = tuple(
+            (index, signal)
+            for index, signal in enumerate(self.signals)
+            if callable(getattr(signal, "score_query", None))
+        )
 
-    async def validate(self, request: ChatRequest, completion: Completion) -> Verdict:
-        """Judge one completion of `request`."""
+    def score_query_soon(self, request: ChatRequest) -> EarlyScores | None:
+        """Score the signals that read only the request on the event loop's next turn: called
+        just before the draft is awaited, they run while it is in flight. None when the chain
+        has no such signal."""
+        if not self._query_signals:
+            return None
+        return EarlyScores(self._query_signals, request)
+
+    async def validate(
+        self, request: ChatRequest, completion: Completion, early: EarlyScores | None = None
+    ) -> Verdict:
+        """Judge one completion of `request`, with the query's scores from `early` if they
+        are ready (else scored now)."""
+        known = early.take() if early is not None else _NOTHING_KNOWN
         scores: list[SignalScore] = []
-        for signal in self.signals:
+        for index, signal in enumerate(self.signals):
             try:
-                outcome = signal(request, completion)
+                outcome: SignalScore | Awaitable[SignalScore | None] | None
+                if index in known:
+                    scored = known[index]
+                    if isinstance(scored, Exception):
+                        raise scored
+                    outcome = scored
+                else:
+                    outcome = signal(request, completion)
                 # Sync signals return their score directly and never touch the event loop.
                 if outcome is None or isinstance(outcome, SignalScore):
                     score = outcome
@@ -91,6 +121,40 @@ class Validator:
             if score.gate and not score.passed:
                 break
         return combine(scores, self.threshold)
+
+
+# A signal's score, None (does not apply), or what it raised: the same as if it ran in line.
+_Outcome = SignalScore | None | Exception
+_NOTHING_KNOWN: Mapping[int, _Outcome] = {}
+
+
+class EarlyScores:
+    """The scores of a chain's query-only signals for one request, computed by a callback on
+    the event loop's next turn; if that turn has not come when the validator asks (the draft
+    answered without waiting), nothing is known yet and the validator scores them itself."""
+
+    __slots__ = ("_handle", "_known", "_request", "_signals")
+
+    def __init__(self, signals: tuple[tuple[int, Any], ...], request: ChatRequest) -> None:
+        self._signals = signals
+        self._request = request
+        self._known: dict[int, _Outcome] = {}
+        self._handle: asyncio.Handle | None = asyncio.get_running_loop().call_soon(self._score)
+
+    def _score(self) -> None:
+        self._handle = None
+        for index, signal in self._signals:
+            try:
+                self._known[index] = signal.score_query(self._request)
+            except Exception as exc:
+                self._known[index] = exc
+
+    def take(self) -> Mapping[int, _Outcome]:
+        """What is known by now (by signal index); a callback yet to run is cancelled."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        return self._known
 
 
 # Gates first (cheapest, and the first failure is the reason given), then soft signals. Each is

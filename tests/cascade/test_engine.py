@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import replace
 
 import pytest
 
@@ -13,6 +15,7 @@ from cascade_gateway.config import parse_config
 from cascade_gateway.domain import ChatRequest, ToolCall, Usage
 from cascade_gateway.errors import ModelNotFound, NoUpstreamAnswered, ProviderError
 from cascade_gateway.providers.scripted import Scripted
+from cascade_gateway.validation import SignalScore, Validator
 from tests.configs import WEATHER_TOOL, config_dict
 from tests.conftest import engine_for
 
@@ -185,6 +188,47 @@ async def test_a_draft_is_not_asked_for_logprobs_when_no_signal_reads_them(scrip
 
     ((_, draft_request),) = scripted.history
     assert draft_request.logprobs is False
+
+
+class ClockedPrior:
+    """A query-only signal that notes when it was scored."""
+
+    name = "prior"
+
+    def __init__(self) -> None:
+        self.scored_at: list[float] = []
+
+    def score_query(self, request: ChatRequest) -> SignalScore:
+        self.scored_at.append(time.perf_counter())
+        return SignalScore.of_soft(self.name, 1.0, 1.0, "easy")
+
+    def __call__(self, request: ChatRequest, completion) -> SignalScore:
+        return self.score_query(request)
+
+
+async def test_the_query_is_scored_while_the_draft_is_in_flight(engine, scripted):
+    prior = ClockedPrior()
+    route = replace(engine.resolve("default"), validator=Validator([prior], 0.5))
+    scripted.enqueue("draft-model", Scripted(text=GOOD, delay_s=0.2))
+
+    await engine.complete(route, ask(), request_id="r")
+    answered_at = time.perf_counter()
+
+    (scored_at,) = prior.scored_at
+    assert answered_at - scored_at >= 0.15
+
+
+async def test_a_streamed_query_is_scored_while_the_draft_is_in_flight(engine, scripted):
+    prior = ClockedPrior()
+    route = replace(engine.resolve("default"), validator=Validator([prior], 0.5))
+    scripted.enqueue("draft-model", Scripted(text=GOOD, delay_s=0.2))
+
+    events = [event async for event in engine.stream(route, ask(), request_id="r")]
+    answered_at = time.perf_counter()
+
+    assert output_text(events) == GOOD
+    (scored_at,) = prior.scored_at
+    assert answered_at - scored_at >= 0.15
 
 
 async def test_validator_sees_the_requested_tools(engine, scripted, recorder):

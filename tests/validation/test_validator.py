@@ -40,6 +40,25 @@ class SlowJudge:
         return SignalScore.of_soft(self.name, self.score, 1.0, "judged")
 
 
+class QueryOnly:
+    """A signal that reads only the question: it offers `score_query`, and counts its calls."""
+
+    def __init__(self, name: str = "prior", score: float = 0.9, fails: bool = False) -> None:
+        self.name = name
+        self.score = score
+        self.fails = fails
+        self.query_calls = 0
+
+    def score_query(self, request: ChatRequest) -> SignalScore:
+        self.query_calls += 1
+        if self.fails:
+            raise RuntimeError("prior offline")
+        return SignalScore.of_soft(self.name, self.score, 1.0, request.messages[-1]["content"])
+
+    def __call__(self, request: ChatRequest, completion: Completion) -> SignalScore:
+        return self.score_query(request)
+
+
 class Broken:
     name = "broken"
 
@@ -246,3 +265,55 @@ async def test_signal_that_raises_rejects_the_draft(ask, answer, caplog):
 
     assert verdict.reason == "broken: signal raised RuntimeError: judge offline"
     assert "validation signal 'broken' failed" in caplog.text
+
+
+async def test_a_query_only_signal_scored_early_is_not_scored_again(ask, answer):
+    prior = QueryOnly(score=0.9)
+    validator = Validator([Fixed("fixed", SignalScore.of_soft("fixed", 0.5, 1.0, "")), prior], 0.6)
+
+    early = validator.score_query_soon(ask("Why?"))
+    await asyncio.sleep(0)  # the event loop's next turn: the draft would be in flight
+    assert prior.query_calls == 1
+    verdict = await validator.validate(ask("Why?"), answer(), early)
+
+    assert prior.query_calls == 1
+    assert verdict.signal("prior").detail == "Why?"
+    assert verdict.score == pytest.approx(0.7)
+
+
+async def test_query_scores_not_ready_when_the_draft_answers_are_scored_in_line_once(ask, answer):
+    prior = QueryOnly()
+    validator = Validator([prior], 0.6)
+
+    early = validator.score_query_soon(ask())
+    verdict = await validator.validate(ask(), answer(), early)
+    await asyncio.sleep(0)
+
+    assert verdict.signal("prior").score == 0.9
+    assert prior.query_calls == 1
+
+
+async def test_a_query_only_signal_that_raised_early_fails_as_a_gate(ask, answer):
+    validator = Validator([QueryOnly(fails=True), Fixed("later", None)], 0.5)
+
+    early = validator.score_query_soon(ask())
+    await asyncio.sleep(0)
+    verdict = await validator.validate(ask(), answer(), early)
+
+    assert verdict.accepted is False
+    assert verdict.reason == "prior: signal raised RuntimeError: prior offline"
+
+
+def test_a_chain_without_query_only_signals_has_nothing_to_score_early(ask):
+    assert Validator([Fixed("custom", None)], 0.5).score_query_soon(ask()) is None
+
+
+async def test_the_complexity_prior_is_scored_from_the_query_alone(ask, answer):
+    validator = build_validator()
+
+    early = validator.score_query_soon(ask("Prove step by step that 2 + 2 = 4."))
+    await asyncio.sleep(0)
+    verdict = await validator.validate(ask("What is 2 + 2?"), answer("4."), early)
+
+    # The question asked early is the one judged: a proof, not the sum asked later.
+    assert "prove" in verdict.signal("complexity").detail

@@ -90,6 +90,11 @@ class Complexity:
     name: str = field(default="complexity", init=False)
 
     def __call__(self, request: ChatRequest, completion: Completion) -> SignalScore | None:
+        return self.score_query(request)
+
+    def score_query(self, request: ChatRequest) -> SignalScore | None:
+        """The score from the request alone (the cascade computes it while the draft is in
+        flight)."""
         # Lowercase once: the patterns are written in lowercase, faster than IGNORECASE.
         text = query_text(request).lower()
         if not text.strip():
