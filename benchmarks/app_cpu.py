@@ -110,7 +110,8 @@ async def measure(driver: Driver, body: bytes, requests: int, concurrency: int) 
     return (time.process_time() - started) / requests * 1e6
 
 
-async def run(args: argparse.Namespace, upstream_v1: str, folder: Path) -> None:
+async def started_app(upstream_v1: str, folder: Path) -> Driver:
+    """The gateway on the load benchmark's config (files in `folder`), started, in a driver."""
     config_path = folder / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(load.gateway_config(upstream_v1, folder, "info")))
     os.environ["CASCADE_CONFIG_FILE"] = str(config_path)
@@ -121,6 +122,11 @@ async def run(args: argparse.Namespace, upstream_v1: str, folder: Path) -> None:
 
     driver = Driver(create_app_from_env())
     await driver.lifespan("startup")
+    return driver
+
+
+async def run(args: argparse.Namespace, upstream_v1: str, folder: Path) -> None:
+    driver = await started_app(upstream_v1, folder)
     points = [
         (name, model, stream)
         for stream in (False, True)

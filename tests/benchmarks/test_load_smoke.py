@@ -92,3 +92,19 @@ def test_the_rate_limit_benchmark_times_a_busy_key_on_a_storage() -> None:
 
     assert "a minute of 5 requests a second, 500 tokens each (150,000 tokens" in printed
     assert "sqlite:" in printed and "0 of 300 refused" in printed
+
+
+def test_the_stages_benchmark_times_the_cascades_steps_with_the_prior_off_the_path() -> None:
+    printed = _printed(
+        str(BENCHMARKS / "stages.py"), "--latency-ms", "5", "--requests", "20", timeout=120
+    )
+
+    # "label   12.3 µs" per line, after the heading.
+    timed = {
+        label.strip(): float(figure)
+        for label, figure, _ in (line.rsplit(None, 2) for line in printed.splitlines()[1:])
+    }
+    assert timed["validate"] > 0
+    assert timed["parse the request"] > 0
+    assert timed["complexity (scored while the draft is in flight)"] > 0
+    assert "signal Complexity" not in timed  # scored early, so never again in line
