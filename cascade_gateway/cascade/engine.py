@@ -28,8 +28,7 @@ from cascade_gateway.errors import (
 )
 from cascade_gateway.providers.base import Provider
 from cascade_gateway.shielding import shielded
-from cascade_gateway.validation import Validator
-from cascade_gateway.validation.validator import EarlyScores
+from cascade_gateway.validation import EarlyScores, Validator
 
 
 @dataclass(frozen=True, slots=True)

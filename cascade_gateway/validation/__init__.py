@@ -21,11 +21,18 @@ mean of the soft scores (1.0 when none apply) and the draft is accepted iff scor
 `combine` is that rule alone, so stored scores can be replayed at any threshold.
 """
 
-from cascade_gateway.validation.validator import SIGNAL_NAMES, Signal, Validator, build_validator
+from cascade_gateway.validation.validator import (
+    SIGNAL_NAMES,
+    EarlyScores,
+    Signal,
+    Validator,
+    build_validator,
+)
 from cascade_gateway.validation.verdict import SignalScore, Verdict, combine
 
 __all__ = [
     "SIGNAL_NAMES",
+    "EarlyScores",
     "Signal",
     "SignalScore",
     "Validator",
