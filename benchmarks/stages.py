@@ -41,14 +41,14 @@ ORDER = (
     "complexity (scored while the draft is in flight)",
     "read the upstream's answer",
     "validate",
-    "  signal Refusal",
-    "  signal Hedging",
-    "  signal Logprob",
-    "  signal Complexity",
+    "  SIGNALS",  # one line per signal of the chain, in its order
+    "  the verdict (combine)",
     "build the response body",
     "build the x-cascade-* headers",
     "accounting, after the response",
+    "  the ledger row, queued",
     "  metrics",
+    "  the log line's figures",
     "the log line, after the response",
 )
 
@@ -79,14 +79,16 @@ def _timed_async(function: Callable[..., Any], label: str) -> Callable[..., Any]
     return timed
 
 
-def instrument() -> None:
-    """Wrap the steps worth timing (imported here: after the config is in the environment)."""
+def instrument(chain: tuple[Any, ...]) -> None:
+    """Wrap the steps worth timing, and each signal of the cascade's validator `chain`
+    (imported here: after the config is in the environment)."""
     from cascade_gateway import after_response
+    from cascade_gateway.accounting import accountant, ledger
     from cascade_gateway.api import protocol, serving
     from cascade_gateway.observability import logs, metrics
     from cascade_gateway.providers import openai
     from cascade_gateway.validation import validator
-    from cascade_gateway.validation.signals import confidence, query, text
+    from cascade_gateway.validation.signals import query
 
     for module, name, label in (
         (protocol, "parse_request", "parse the request"),
@@ -96,12 +98,16 @@ def instrument() -> None:
         (serving, "trace_headers", "build the x-cascade-* headers"),
         (after_response, "run_deferred", "accounting, after the response"),
         (metrics, "observe", "  metrics"),
+        (accountant, "_describe", "  the log line's figures"),
         (logs, "close_request", "the log line, after the response"),
     ):
         setattr(module, name, _timed(getattr(module, name), label))
+    ledger.Ledger.queue = _timed(ledger.Ledger.queue, "  the ledger row, queued")
     validator.Validator.validate = _timed_async(validator.Validator.validate, "validate")
-    for signal in (text.Refusal, text.Hedging, confidence.Logprob, query.Complexity):
-        signal.__call__ = _timed(signal.__call__, f"  signal {signal.__name__}")
+    validator.combine = _timed(validator.combine, "  the verdict (combine)")
+    for signal in chain:
+        kind = type(signal)
+        kind.__call__ = _timed(kind.__call__, f"  signal {signal.name}")
     query.Complexity.score_query = _timed(
         query.Complexity.score_query, "complexity (scored while the draft is in flight)"
     )
@@ -109,7 +115,9 @@ def instrument() -> None:
 
 async def run(args: argparse.Namespace, upstream_v1: str, folder: Path) -> None:
     driver = await app_cpu.started_app(upstream_v1, folder)
-    instrument()
+    validator = driver.app.state.services.engine.routes["default"].validator
+    instrument(validator.signals)
+    signals = [f"  signal {signal.name}" for signal in validator.signals]
     body = loadgen.chat_body(args.model, args.stream)
     await app_cpu.measure(driver, body, 20, args.concurrency)  # warm up
     spent.clear()
@@ -118,8 +126,9 @@ async def run(args: argparse.Namespace, upstream_v1: str, folder: Path) -> None:
     print(f"model {args.model}, {mode}, c = {args.concurrency}, {args.latency_ms:g} ms upstream")
     print(f"{'CPU per request (all of it, timers included)':<52} {cpu:8.1f} µs")
     for label in ORDER:
-        if label in spent:
-            print(f"{label:<52} {spent[label] / args.requests * 1e6:8.1f} µs")
+        for line in signals if label == "  SIGNALS" else [label]:
+            if line in spent:
+                print(f"{line:<52} {spent[line] / args.requests * 1e6:8.1f} µs")
     await driver.lifespan("shutdown")
 
 

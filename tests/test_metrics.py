@@ -101,3 +101,12 @@ async def test_histograms_are_written_within_the_flush_interval():
         "cascade_request_duration_seconds_count", {"cascade": "timed"}
     )
     assert count == 2
+
+
+async def test_finished_traces_wait_uncounted_only_up_to_a_bound():
+    for _ in range(metrics.MAX_UNCOUNTED + 5):
+        metrics.observe(a_trace("many"))
+
+    assert len(metrics._pending.traces) < metrics.MAX_UNCOUNTED
+    metrics.flush()
+    assert requests("many") == metrics.MAX_UNCOUNTED + 5

@@ -1,20 +1,19 @@
 """The durable spend ledger: one row per request — served, escalated, refused, failed or
 cancelled — with what its trace tells and the key that paid, plus one row per upstream attempt.
 
-Rows are written behind the response, in batches: a request's row is queued once its response
-has gone out (`after_response`), and the queue is written in one transaction at most
-`flush_interval_s` later (or as soon as `max_batch` rows wait), off the event loop
-(`Database.insert`). One transaction per request cost a fifth of a worker's time under load.
-Every read writes this process's queue first. Another worker's (or replica's) rows can be up to
-`flush_interval_s` behind, so a trace not found is looked for once more after that long: a
-request's trace can be read as soon as its response has ended, wherever it was served. The
-budget counters, which enforce budgets, never wait on this queue.
+Rows are written behind the response, in batches: a request's trace is queued once its
+response has gone out (`after_response`), and the queue is made into rows and written in one
+transaction at most `flush_interval_s` later (or as soon as `max_batch` rows wait), off the
+event loop (`Database.insert`). One transaction per request cost a fifth of a worker's time
+under load. Every read writes this process's queue first. Another worker's (or replica's) rows
+can be up to `flush_interval_s` behind, so a trace not found is looked for once more after that
+long: a request's trace can be read as soon as its response has ended, wherever it was served.
+The budget counters, which enforce budgets, never wait on this queue.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import io
 import json
@@ -99,8 +98,7 @@ def _utc_day(day_number: int) -> str:
     return datetime.fromtimestamp(day_number * 86400, UTC).strftime("%Y-%m-%d")
 
 
-def _entry(trace: Trace) -> _Entry:
-    ledger_id = new_id()
+def _entry(ledger_id: str, trace: Trace) -> _Entry:
     attempts = trace.attempts
     detail = {
         "format": _FORMAT,
@@ -143,6 +141,19 @@ def _entry(trace: Trace) -> _Entry:
         for attempt in attempts
     ]
     return _Entry(request, rows)
+
+
+def _entries(queued: list[tuple[str, Trace]]) -> list[_Entry]:
+    """The queued traces' rows; a trace whose row cannot be built is logged and left out, so
+    that one bad trace cannot hold back the rest of its batch."""
+    entries = []
+    for ledger_id, trace in queued:
+        try:
+            entries.append(_entry(ledger_id, trace))
+        except Exception:
+            fields = {"request_id": trace.request_id}
+            log.exception("ledger row could not be built", extra={"fields": fields})
+    return entries
 
 
 def _story(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -192,9 +203,17 @@ class Ledger:
         self._interval = flush_interval_s
         self._max_batch = max_batch
         self._max_queued = max_queued
-        self._queue: list[_Entry] = []
+        # Traces with their rows' ids, not rows: a row is built when its batch is written, off
+        # the path between one response and the next request of a connection (and a busy
+        # worker builds a batch's rows in one go, with warm caches). The id is fixed here, so
+        # a batch retried after its write landed unacknowledged is ignored, not written twice.
+        self._queue: list[tuple[str, Trace]] = []
         self._writing = asyncio.Lock()
-        self._timer: asyncio.Task[None] | None = None
+        # A timed write is a timer until it is due, then a task (for `aclose` to wait for):
+        # a task per timed write, made when it was scheduled, was measurable at one request
+        # per flush interval.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timed_write: asyncio.Task[None] | None = None
 
     async def record(self, trace: Trace) -> None:
         """Queue one request and its attempts; written within `flush_interval_s`.
@@ -207,7 +226,7 @@ class Ledger:
     def queue(self, trace: Trace) -> bool:
         """Queue one request and its attempts, without waiting; True when a write is due now
         (then `write_due()`), else the write happens within `flush_interval_s`."""
-        self._queue.append(_entry(trace))
+        self._queue.append((new_id(), trace))
         if self._interval <= 0 or len(self._queue) >= self._max_batch:
             return True
         self._schedule(self._interval)
@@ -219,8 +238,9 @@ class Ledger:
             batch, self._queue = self._queue, []
             if not batch:
                 return
-            rows = Insert("ledger", _LEDGER_COLUMNS, [e.request for e in batch])
-            attempts = [a for e in batch for a in e.attempts]
+            entries = _entries(batch)
+            rows = Insert("ledger", _LEDGER_COLUMNS, [e.request for e in entries])
+            attempts = [a for e in entries for a in e.attempts]
             try:
                 await self._db.insert([rows, Insert("ledger_attempts", _ATTEMPT_COLUMNS, attempts)])
             except Exception:
@@ -232,8 +252,9 @@ class Ledger:
         """Write what is queued (at shutdown); rows that cannot be written are logged whole."""
         if self._timer is not None:
             self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
+            self._timer = None
+        if self._timed_write is not None:
+            await self._timed_write
         try:
             await self.flush()
         except Exception:
@@ -247,12 +268,11 @@ class Ledger:
 
     def _schedule(self, delay_s: float) -> None:
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().create_task(self._flush_after(delay_s))
+            self._timer = asyncio.get_running_loop().call_later(delay_s, self._write_now)
 
-    async def _flush_after(self, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
+    def _write_now(self) -> None:
         self._timer = None
-        await self.write_due()
+        self._timed_write = asyncio.get_running_loop().create_task(self.write_due())
 
     async def write_due(self) -> None:
         """Write the queue now (when `queue` said a write is due); a failed write is logged
@@ -269,7 +289,7 @@ class Ledger:
         if excess <= 0:
             return
         dropped, self._queue = self._queue[:excess], self._queue[excess:]
-        for entry in dropped:
+        for entry in _entries(dropped):
             log.error(
                 "ledger row not written",
                 extra={"fields": {"ledger_row": entry.request, "attempts": entry.attempts}},

@@ -176,6 +176,35 @@ async def test_a_refused_batch_stays_queued_and_is_written_on_retry(db, caplog):
     assert ledger.queued == 0
 
 
+class UnacknowledgingDatabase:
+    """The real database, except that its next insert lands but reports a failure (the
+    connection dropped before the commit's acknowledgement)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.lost = 1
+
+    async def insert(self, inserts):
+        await self._db.insert(inserts)
+        if self.lost > 0:
+            self.lost -= 1
+            raise OSError("connection lost")
+
+
+async def test_a_batch_retried_after_its_write_landed_unacknowledged_is_not_written_twice(db):
+    ledger = Ledger(UnacknowledgingDatabase(db), flush_interval_s=60)
+    ledger.queue(a_trace("r1"))
+    with pytest.raises(OSError):
+        await ledger.flush()
+    assert ledger.queued == 1
+
+    await ledger.flush()
+
+    assert await rows_in(db) == 1
+    attempts = await db.fetchone("SELECT COUNT(*) AS n FROM ledger_attempts")
+    assert attempts["n"] == 1
+
+
 async def test_rows_beyond_the_queue_bound_are_logged_whole_not_dropped_silently(db, caplog):
     refusing = RefusingDatabase(db, refusals=10)
     ledger = Ledger(refusing, flush_interval_s=0, max_queued=2)
@@ -186,6 +215,45 @@ async def test_rows_beyond_the_queue_bound_are_logged_whole_not_dropped_silently
     given_up = [r for r in caplog.records if r.getMessage() == "ledger row not written"]
     assert [r.fields["ledger_row"]["request_id"] for r in given_up] == ["r0"]
     await ledger.aclose()
+
+
+async def test_a_trace_whose_row_cannot_be_built_is_logged_and_its_batch_still_written(db, caplog):
+    broken = a_trace("broken")
+    broken.created_at = float("nan")  # no day to file it under
+    ledger = Ledger(db, flush_interval_s=60)
+    ledger.queue(a_trace("r1"))
+    ledger.queue(broken)
+    ledger.queue(a_trace("r2"))
+
+    with caplog.at_level(logging.ERROR, logger="cascade_gateway.accounting"):
+        await ledger.flush()
+
+    assert await rows_in(db) == 2
+    assert ledger.queued == 0
+    failed = [r for r in caplog.records if r.getMessage() == "ledger row could not be built"]
+    assert [r.fields["request_id"] for r in failed] == ["broken"]
+
+
+async def test_closing_waits_for_a_timed_write_under_way(tmp_path):
+    path = tmp_path / "ledger.db"
+    db = await open_database(f"sqlite:///{path}")
+    await migrate(db)
+    ledger = Ledger(db, flush_interval_s=0.01)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the timed write waits for the file lock
+    await ledger.record(a_trace("r1"))
+    await asyncio.sleep(0.05)
+
+    closing = asyncio.create_task(ledger.aclose())
+    await asyncio.sleep(0.05)
+    assert not closing.done()
+    blocker.execute("COMMIT")
+    await closing
+
+    assert ledger.queued == 0
+    assert await rows_in(db) == 1
+    blocker.close()
+    await db.aclose()
 
 
 async def test_a_sqlite_file_gets_its_batches_committed(tmp_path):
