@@ -6,7 +6,8 @@ the added latency at c = 1 is made of. This drives the ASGI app in-process (`app
 no HTTP server) against the fake upstream in another process, times the gateway's main steps
 in place with `perf_counter` wrappers, and prints the wall time each took per request. Nested
 steps are listed under their parent's total (the signals are part of `validate`); what happens
-after the response (`run_deferred`) is listed, but is not on the client's path.
+after the response (`run_deferred`) is listed too: the client does not wait for it, but at
+c = 1 the connection's next request does when it arrives before that work is done.
 
     python benchmarks/stages.py                                 # (c) JSON, 50 ms, c = 1
     python benchmarks/stages.py --model small --latency-ms 0 --concurrency 32
