@@ -4,6 +4,7 @@ a scrape."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
@@ -110,3 +111,17 @@ async def test_finished_traces_wait_uncounted_only_up_to_a_bound():
     assert len(metrics._pending.traces) < metrics.MAX_UNCOUNTED
     metrics.flush()
     assert requests("many") == metrics.MAX_UNCOUNTED + 5
+
+
+async def test_a_trace_that_cannot_be_counted_is_logged_and_the_others_still_are(caplog):
+    broken = a_trace("uncountable")
+    broken.total_ms = None  # type: ignore[assignment]  # no duration to observe
+    metrics.observe(a_trace("countable"))
+    metrics.observe(broken)
+
+    with caplog.at_level(logging.ERROR, logger="cascade_gateway.observability.metrics"):
+        body, _ = metrics.render()
+
+    assert b'cascade_requests_total{cascade="countable",outcome="direct"} 1.0' in body
+    failed = [r for r in caplog.records if r.getMessage() == "request not counted in metrics"]
+    assert [r.fields["request_id"] for r in failed] == ["r"]

@@ -16,6 +16,7 @@ after its response, when the connection's next request may be waiting.
 
 from __future__ import annotations
 
+import logging
 import os
 from bisect import bisect_left
 from collections import defaultdict
@@ -93,6 +94,8 @@ BUDGET_REMAINING = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+log = logging.getLogger(__name__)
+
 _OUTCOMES = {"degraded": "accepted", "cancelled": "error"}
 FLUSH_S = 0.5
 MAX_UNCOUNTED = 256
@@ -114,9 +117,15 @@ class _Pending:
         self.later = Later(FLUSH_S, self.write)
 
     def count(self) -> None:
+        """Fold the kept traces into the pending values; one that cannot be counted (wholly)
+        is logged, and costs neither the others' counts nor a scrape."""
         traces, self.traces = self.traces, []
         for trace in traces:
-            _count(trace)
+            try:
+                _count(trace)
+            except Exception:
+                fields = {"request_id": trace.request_id}
+                log.exception("request not counted in metrics", extra={"fields": fields})
 
     def write(self) -> None:
         self.later.cancel()
