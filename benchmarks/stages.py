@@ -47,7 +47,7 @@ ORDER = (
     "build the response body",
     "build the x-cascade-* headers",
     "accounting, after the response",
-    "  the ledger row, queued",
+    "  the trace queued for the ledger",
     "  metrics",
     "  the log line's figures",
     "the log line, after the response",
@@ -103,7 +103,7 @@ def instrument(chain: tuple[Any, ...]) -> None:
         (logs, "close_request", "the log line, after the response"),
     ):
         setattr(module, name, _timed(getattr(module, name), label))
-    ledger.Ledger.queue = _timed(ledger.Ledger.queue, "  the ledger row, queued")
+    ledger.Ledger.queue = _timed(ledger.Ledger.queue, "  the trace queued for the ledger")
     validator.Validator.validate = _timed_async(validator.Validator.validate, "validate")
     validator.combine = _timed(validator.combine, "  the verdict (combine)")
     for signal in chain:

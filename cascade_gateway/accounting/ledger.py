@@ -143,17 +143,21 @@ def _entry(ledger_id: str, trace: Trace) -> _Entry:
     return _Entry(request, rows)
 
 
-def _entries(queued: list[tuple[str, Trace]]) -> list[_Entry]:
-    """The queued traces' rows; a trace whose row cannot be built is logged and left out, so
-    that one bad trace cannot hold back the rest of its batch."""
-    entries = []
-    for ledger_id, trace in queued:
+_Queued = tuple[str, Trace]
+
+
+def _entries(queued: list[_Queued]) -> list[tuple[_Queued, _Entry]]:
+    """The queued traces with their rows; a trace whose row cannot be built is logged and left
+    out (for good), so that one bad trace cannot hold back the rest of its batch."""
+    built = []
+    for item in queued:
+        ledger_id, trace = item
         try:
-            entries.append(_entry(ledger_id, trace))
+            built.append((item, _entry(ledger_id, trace)))
         except Exception:
             fields = {"request_id": trace.request_id}
             log.exception("ledger row could not be built", extra={"fields": fields})
-    return entries
+    return built
 
 
 def _story(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -207,7 +211,7 @@ class Ledger:
         # the path between one response and the next request of a connection (and a busy
         # worker builds a batch's rows in one go, with warm caches). The id is fixed here, so
         # a batch retried after its write landed unacknowledged is ignored, not written twice.
-        self._queue: list[tuple[str, Trace]] = []
+        self._queue: list[_Queued] = []
         self._writing = asyncio.Lock()
         # A timed write is a timer until it is due, then a task (for `aclose` to wait for):
         # a task per timed write, made when it was scheduled, was measurable at one request
@@ -238,13 +242,13 @@ class Ledger:
             batch, self._queue = self._queue, []
             if not batch:
                 return
-            entries = _entries(batch)
-            rows = Insert("ledger", _LEDGER_COLUMNS, [e.request for e in entries])
-            attempts = [a for e in entries for a in e.attempts]
+            built = _entries(batch)
+            rows = Insert("ledger", _LEDGER_COLUMNS, [e.request for _, e in built])
+            attempts = [a for _, e in built for a in e.attempts]
             try:
                 await self._db.insert([rows, Insert("ledger_attempts", _ATTEMPT_COLUMNS, attempts)])
             except Exception:
-                self._queue[:0] = batch
+                self._queue[:0] = [item for item, _ in built]
                 self._give_up_beyond(self._max_queued)
                 raise
 
@@ -289,7 +293,7 @@ class Ledger:
         if excess <= 0:
             return
         dropped, self._queue = self._queue[:excess], self._queue[excess:]
-        for entry in _entries(dropped):
+        for _, entry in _entries(dropped):
             log.error(
                 "ledger row not written",
                 extra={"fields": {"ledger_row": entry.request, "attempts": entry.attempts}},

@@ -234,6 +234,24 @@ async def test_a_trace_whose_row_cannot_be_built_is_logged_and_its_batch_still_w
     assert [r.fields["request_id"] for r in failed] == ["broken"]
 
 
+async def test_a_trace_whose_row_cannot_be_built_is_not_retried_with_its_refused_batch(db, caplog):
+    broken = a_trace("broken")
+    broken.created_at = float("nan")
+    ledger = Ledger(RefusingDatabase(db, refusals=1), flush_interval_s=60)
+    ledger.queue(a_trace("r1"))
+    ledger.queue(broken)
+
+    with caplog.at_level(logging.ERROR, logger="cascade_gateway.accounting"):
+        with pytest.raises(OSError):
+            await ledger.flush()
+        assert ledger.queued == 1
+        await ledger.flush()
+
+    assert await rows_in(db) == 1
+    failed = [r for r in caplog.records if r.getMessage() == "ledger row could not be built"]
+    assert len(failed) == 1
+
+
 async def test_closing_waits_for_a_timed_write_under_way(tmp_path):
     path = tmp_path / "ledger.db"
     db = await open_database(f"sqlite:///{path}")

@@ -107,4 +107,5 @@ def test_the_stages_benchmark_times_the_cascades_steps_with_the_prior_off_the_pa
     assert timed["validate"] > 0
     assert timed["parse the request"] > 0
     assert timed["complexity (scored while the draft is in flight)"] > 0
-    assert "signal Complexity" not in timed  # scored early, so never again in line
+    assert timed["signal refusal"] > 0  # a line per signal of the chain, by its name
+    assert "signal complexity" not in timed  # scored early, so never again in line
