@@ -51,6 +51,7 @@ ORDER = (
     "  metrics",
     "  the log line's figures",
     "the log line, after the response",
+    "the log line made, in the log's batched write",
 )
 
 
@@ -101,6 +102,7 @@ def instrument(chain: tuple[Any, ...]) -> None:
         (metrics, "observe", "  metrics"),
         (accountant, "_describe", "  the log line's figures"),
         (logs, "close_request", "the log line, after the response"),
+        (logs, "_request_line", "the log line made, in the log's batched write"),
     ):
         setattr(module, name, _timed(getattr(module, name), label))
     ledger.Ledger.queue = _timed(ledger.Ledger.queue, "  the trace queued for the ledger")

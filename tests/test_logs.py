@@ -129,3 +129,87 @@ async def test_no_request_line_above_info(production_logging):
     logging.getLogger().handlers[0].flush()
 
     assert production_logging.getvalue() == ""
+
+
+def only_the_gateways_handler() -> None:
+    """pytest adds its capturing handlers to the root logger around each test's body; without
+    them, the request log takes its production path (the line queued unmade)."""
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if isinstance(h, BatchingStreamHandler)]
+
+
+async def test_a_request_lines_figures_are_read_when_its_batch_is_written(production_logging):
+    only_the_gateways_handler()
+    reads: list[str] = []
+
+    def figures() -> dict:
+        reads.append("read")
+        return {"outcome": "escalated", "cost_usd": 0.25}
+
+    token = logs.open_request(request_id="r-3")
+    logs.add_figures(figures)
+    logs.close_request(token, 200)
+    assert reads == [] and production_logging.getvalue() == ""
+
+    logging.getLogger().handlers[0].flush()
+
+    line = json.loads(production_logging.getvalue())
+    assert reads == ["read"]
+    assert line["request_id"] == "r-3" and line["status"] == 200
+    assert line["outcome"] == "escalated" and line["cost_usd"] == 0.25
+
+
+async def test_a_request_line_reaching_a_record_has_its_figures(production_logging):
+    records: list[logging.LogRecord] = []
+    added = logging.Handler()
+    added.emit = records.append
+    logging.getLogger().addHandler(added)
+    token = logs.open_request(request_id="r-4")
+    logs.add_figures(lambda: {"outcome": "accepted"})
+
+    logs.close_request(token, 200)
+
+    assert records[0].fields["outcome"] == "accepted"
+    assert "_figures" not in records[0].fields
+
+
+async def test_a_request_line_whose_figures_fail_is_written_with_the_error(production_logging):
+    only_the_gateways_handler()
+    token = logs.open_request(request_id="r-5")
+    logs.add_figures(lambda: {"ratio": 1 / 0})
+    logs.close_request(token, 502)
+
+    logging.getLogger().handlers[0].flush()
+
+    line = json.loads(production_logging.getvalue())
+    assert line["request_id"] == "r-5" and line["status"] == 502
+    assert line["figures_error"] == "ZeroDivisionError: division by zero"
+
+
+async def test_a_line_that_cannot_be_made_leaves_an_error_line_and_the_batch_is_written():
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream, flush_s=60)
+
+    def broken() -> str:
+        raise ValueError("no line")
+
+    handler.write_line("before")
+    handler.write_later(broken)
+    handler.write_later(lambda: "after")
+    handler.flush()
+
+    first, error, last = stream.getvalue().splitlines()
+    assert (first, last) == ("before", "after")
+    assert json.loads(error)["level"] == "error"
+    assert json.loads(error)["message"] == "a log line could not be made: ValueError: no line"
+
+
+async def test_unmade_lines_count_towards_a_full_buffer():
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream, flush_s=60, max_bytes=2 * logs.UNMADE_LINE_BYTES)
+
+    handler.write_later(lambda: "one")
+    assert stream.getvalue() == ""
+    handler.write_later(lambda: "two")
+
+    assert stream.getvalue() == "one\ntwo\n"

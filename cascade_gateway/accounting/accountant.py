@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from functools import partial
+from typing import Any
 
 from cascade_gateway import after_response
 from cascade_gateway.accounting.ledger import Ledger
@@ -99,20 +100,22 @@ class Accountant:
 
 
 def _describe(trace: Trace) -> None:
-    fields = logs.request_fields()
-    if fields is None:
-        return
-    fields.update(
-        key_name=trace.key_name,
-        cascade=trace.route,
-        models_tried=[a.model for a in trace.attempts],
-        model_used=trace.model_used,
-        outcome=trace.outcome,
-        input_tokens=trace.input_tokens,
-        output_tokens=trace.output_tokens,
-        cost_usd=round(trace.cost_usd, 10),
-        savings_usd=round(trace.savings_usd, 10),
-        quality_score=trace.quality_score,
-        budget_capped=trace.budget_capped,
-        ttft_ms=trace.ttft_ms,
-    )
+    """The trace's figures on the request's log line, read when the line is made."""
+    logs.add_figures(partial(_figures, trace))
+
+
+def _figures(trace: Trace) -> dict[str, Any]:
+    return {
+        "key_name": trace.key_name,
+        "cascade": trace.route,
+        "models_tried": [a.model for a in trace.attempts],
+        "model_used": trace.model_used,
+        "outcome": trace.outcome,
+        "input_tokens": trace.input_tokens,
+        "output_tokens": trace.output_tokens,
+        "cost_usd": round(trace.cost_usd, 10),
+        "savings_usd": round(trace.savings_usd, 10),
+        "quality_score": trace.quality_score,
+        "budget_capped": trace.budget_capped,
+        "ttft_ms": trace.ttft_ms,
+    }

@@ -1,7 +1,8 @@
 """Structured logs: one JSON line per request, and JSON for everything else the process logs.
 
 A request's line is built up while it runs (the middleware opens it, accounting adds the
-trace's figures) and written when the response is done. Prompt and completion text appear only
+trace's figures) and queued when the response is done; the figures are read and the JSON made
+in the log's next batched write. Prompt and completion text appear only
 when `log.include_content` is on; secrets never do.
 """
 
@@ -10,8 +11,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from functools import partial
 from typing import Any
 
 import orjson
@@ -21,6 +23,10 @@ from cascade_gateway.observability.later import Later
 ACCESS = logging.getLogger("cascade_gateway.access")
 
 _fields: ContextVar[dict[str, Any] | None] = ContextVar("cascade_request_fields", default=None)
+# Where a request line keeps the callable that gives its figures (`add_figures`) until made.
+_FIGURES = "_figures"
+# What an unmade line counts for against a batch's `max_bytes`: about a request line's size.
+UNMADE_LINE_BYTES = 512
 
 
 def json_line(
@@ -54,14 +60,15 @@ class BatchingStreamHandler(logging.StreamHandler):
     `max_bytes` of it, in one write. Warnings and errors go out at once, with what is waiting.
 
     One write per request line was a system call per request (about a twentieth of a worker's
-    time under load). Outside an event loop (a CLI, start-up) every line is written at once;
-    at exit `logging.shutdown` writes what is left.
+    time under load). A line may also be queued unmade (`write_later`) and made at the batch's
+    write, in order with the rest. Outside an event loop (a CLI, start-up) every line is
+    written at once; at exit `logging.shutdown` writes what is left.
     """
 
     def __init__(self, stream: Any, flush_s: float = 0.2, max_bytes: int = 64 * 1024) -> None:
         super().__init__(stream)
         self.max_bytes = max_bytes
-        self._lines: list[str] = []
+        self._lines: list[str | Callable[[], str]] = []
         self._size = 0
         self._later = Later(flush_s, self.flush)
 
@@ -74,10 +81,18 @@ class BatchingStreamHandler(logging.StreamHandler):
         self.write_line(line, at_once=record.levelno >= logging.WARNING)
 
     def write_line(self, line: str, at_once: bool = False) -> None:
-        """Queue one formatted line (`emit`, and the request log's direct path)."""
-        line += self.terminator
+        """Queue one formatted line (`emit`)."""
+        self._queue(line + self.terminator, len(line), at_once)
+
+    def write_later(self, make: Callable[[], str]) -> None:
+        """Queue a line that `make()` will make (without its newline) when the batch is
+        written: the request log's lines, made off the path between a response and the
+        connection's next request."""
+        self._queue(make, UNMADE_LINE_BYTES, at_once=False)
+
+    def _queue(self, line: str | Callable[[], str], size: int, at_once: bool) -> None:
         self._lines.append(line)
-        self._size += len(line)
+        self._size += size
         if at_once or self._size >= self.max_bytes:
             self.flush()
         else:
@@ -88,11 +103,21 @@ class BatchingStreamHandler(logging.StreamHandler):
         try:
             self._later.cancel()
             if self._lines:
-                text, self._lines, self._size = "".join(self._lines), [], 0
-                self.stream.write(text)
+                lines, self._lines, self._size = self._lines, [], 0
+                self.stream.write("".join(self._made(line) for line in lines))
             self.stream.flush()
         finally:
             self.release()
+
+    def _made(self, line: str | Callable[[], str]) -> str:
+        if isinstance(line, str):
+            return line
+        try:
+            return line() + self.terminator
+        except Exception as exc:
+            # Said in the stream itself: logging it would come back to this batch's write.
+            message = f"a log line could not be made: {type(exc).__name__}: {exc}"
+            return json_line(time.time(), "error", __name__, message, None) + self.terminator
 
     def close(self) -> None:
         self.flush()
@@ -129,9 +154,10 @@ _direct: BatchingStreamHandler | None = None
 
 def _request_sink() -> BatchingStreamHandler | None:
     """Where the request line can go without a log record: the handler `configure_logging`
-    made for JSON, while it is still the only handler and nothing filters. A record costs
-    about 9 us of a request's 200-300 (made, handled, locked, formatted); the direct write 1.
-    Any other setup (a handler added, as pytest's `caplog` does) gets the record."""
+    made for JSON, while it is still the only handler and nothing filters: the line is queued
+    unmade and made in the batched write. A record is made, handled, locked and formatted
+    when the request ends, with its figures. Any other setup (a handler added, as pytest's
+    `caplog` does) gets the record."""
     handler = _direct
     if (
         handler is None
@@ -153,8 +179,16 @@ def open_request(**fields: Any) -> Any:
 
 
 def request_fields() -> dict[str, Any] | None:
-    """The current request's log line, to add figures to (None outside a request)."""
+    """The current request's log line, to add fields to (None outside a request)."""
     return _fields.get()
+
+
+def add_figures(figures: Callable[[], Mapping[str, Any]]) -> None:
+    """Add the fields `figures()` gives to the current request's line when the line is made:
+    in the log's batched write, when nothing filters it (else when the request ends)."""
+    fields = _fields.get()
+    if fields is not None:
+        fields[_FIGURES] = figures
 
 
 def close_request(token: Any, status: int, ended: float | None = None) -> None:
@@ -172,10 +206,26 @@ def close_request(token: Any, status: int, ended: float | None = None) -> None:
         return
     sink = _request_sink()
     if sink is not None:
-        sink.write_line(json_line(time.time(), "info", ACCESS.name, "request", fields))
-    else:
-        # Made directly: `Logger.info` would also walk the stack for a caller nobody reads.
-        record = ACCESS.makeRecord(
-            ACCESS.name, logging.INFO, __file__, 0, "request", (), None, extra={"fields": fields}
-        )
-        ACCESS.handle(record)
+        sink.write_later(partial(_request_line, time.time(), fields))
+        return
+    # Made directly: `Logger.info` would also walk the stack for a caller nobody reads.
+    _add_figures(fields)
+    record = ACCESS.makeRecord(
+        ACCESS.name, logging.INFO, __file__, 0, "request", (), None, extra={"fields": fields}
+    )
+    ACCESS.handle(record)
+
+
+def _request_line(created: float, fields: dict[str, Any]) -> str:
+    _add_figures(fields)
+    return json_line(created, "info", ACCESS.name, "request", fields)
+
+
+def _add_figures(fields: dict[str, Any]) -> None:
+    figures = fields.pop(_FIGURES, None)
+    if figures is None:
+        return
+    try:
+        fields.update(figures())
+    except Exception as exc:
+        fields["figures_error"] = f"{type(exc).__name__}: {exc}"

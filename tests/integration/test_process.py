@@ -115,6 +115,8 @@ def test_each_request_is_logged_once_as_json_and_uvicorns_access_log_stays_off(
     assert len(served) == 3
     assert {line["logger"] for line in served} == {"cascade_gateway.access"}
     assert not [line for line in lines if line["logger"] == "uvicorn.access"]
+    assert [line["models_tried"] for line in served] == [["small"]] * 3
+    assert all(line["outcome"] == "accepted" and line["cost_usd"] > 0 for line in served)
 
 
 def test_with_two_workers_sigterm_drains_both_then_exits_zero(upstream, tmp_path: Path):
