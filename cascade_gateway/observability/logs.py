@@ -2,8 +2,8 @@
 
 A request's line is built up while it runs (the middleware opens it, accounting adds the
 trace's figures) and queued when the response is done; the figures are read and the JSON made
-in the log's next batched write. Prompt and completion text appear only
-when `log.include_content` is on; secrets never do.
+in the log's next batched write. Prompt and completion text appear only when
+`log.include_content` is on; secrets never do.
 """
 
 from __future__ import annotations
