@@ -16,9 +16,11 @@ proxy pointed at the same upstream. Then, for each upstream latency, concurrency
 and prints p50/p90/p99 latency, time to first token (streams), requests/s, errors, the latency
 each path adds over (a) per percentile, the CPU each process used (and everything else on the
 machine: the noise), and the gateway's RSS before and after (`benchmarks/report.py` renders
-it). Each point is time-bounded (warm-up + duration <= 30 s).
+it). A point's paths take turns in rounds (`--rounds`, 4 by default: the measured seconds are
+split between them, each after its own warm-up), and its figures pool every round's requests.
+Each point is time-bounded (rounds x warm-up + duration <= 30 s).
 
-    python benchmarks/load.py                      # 0 and 50 ms upstream, c = 1/16/64, ~5 min
+    python benchmarks/load.py                      # 0 and 50 ms upstream, c = 1/16/64, ~6 min
     python benchmarks/load.py --quick              # 0 ms, c = 1/64, 2 s points
     python benchmarks/load.py --with-litellm       # needs: python benchmarks/litellm_proxy.py setup
     python benchmarks/load.py --profile /tmp/gw    # py-spy on the gateway's workers at one point
@@ -51,6 +53,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import hotspots  # noqa: E402  (sibling scripts, not a package)
 import litellm_proxy  # noqa: E402
+import loadgen  # noqa: E402
 import report  # noqa: E402
 
 ANSWER = "The capital of France is Paris."
@@ -291,8 +294,11 @@ def gateway_config(upstream_v1: str, folder: Path, log_level: str) -> dict[str, 
 def preflight(service: Service, route: Route, stream: bool) -> None:
     """One request the way the load generator sends it: it must succeed, and the cascade's
     draft must be accepted (otherwise (c) would measure two upstream calls)."""
-    body = {"model": route.model, "messages": [{"role": "user", "content": PROMPT}]}
-    body["stream"] = stream
+    body = {
+        "model": route.model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "stream": stream,
+    }
     response = httpx.post(f"{service.url}/v1/chat/completions", json=body, timeout=30)
     if response.status_code != 200 or "Paris" not in response.text:
         raise RuntimeError(f"({route.key}) answered {response.status_code}: {response.text[:500]}")
@@ -302,9 +308,16 @@ def preflight(service: Service, route: Route, stream: bool) -> None:
 
 
 def drive(
-    service: Service, route: Route, concurrency: int, stream: bool, duration: float, warmup: float
+    service: Service,
+    route: Route,
+    concurrency: int,
+    stream: bool,
+    duration: float,
+    warmup: float,
+    samples: bool = False,
 ) -> dict[str, Any]:
-    """One point: the load generator in its own process; its JSON summary."""
+    """One point: the load generator in its own process; its JSON summary (with every timing
+    measured, if `samples`)."""
     argv = [
         sys.executable,
         str(HERE / "loadgen.py"),
@@ -322,6 +335,8 @@ def drive(
     ]
     if stream:
         argv.append("--stream")
+    if samples:
+        argv.append("--samples")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + warmup + 60)
     if done.returncode != 0:
         raise RuntimeError(f"the load generator failed:\n{done.stderr[-2000:]}")
@@ -421,58 +436,100 @@ def start_services(
     return services
 
 
-def run_point(
+def run_round(
     args: argparse.Namespace,
     services: dict[str, Service],
     route: Route,
     concurrency: int,
     stream: bool,
     latency_ms: float,
+    turn: int,
 ) -> dict[str, Any]:
-    """One point, with the cores each process used over it (and py-spy on every worker, if
-    this is the point to profile)."""
+    """One round of a point: `duration / rounds` seconds measured after the warm-up, with the
+    cores each process used over it and every timing (and py-spy on every worker, if this is
+    the first round of the point to profile)."""
     service = services[route.service]
+    seconds = args.duration / args.rounds
     profilers: list[subprocess.Popen[bytes]] = []
     collapsed: list[Path] = []
-    if args.profile and (route.key, concurrency, stream) == (
-        args.profile_path,
-        args.profile_concurrency,
-        args.profile_stream,
-    ):
+    if turn == 0 and _profiled(args, route, concurrency, stream):
         # Every worker: which one gets a connection is the kernel's choice. py-spy attaches
         # within ~0.1 s, which the load generator's warm-up covers.
         for i, pid in enumerate(service.workers()):
             collapsed.append(Path(f"{args.profile}-{latency_ms:g}ms-w{i}.txt"))
-            profilers.append(hotspots.record(pid, args.warmup + args.duration, collapsed[-1]))
+            profilers.append(hotspots.record(pid, args.warmup + seconds, collapsed[-1]))
     cpu_before = {n: s.cpu_s() for n, s in services.items()}
     workers_before = {pid: _cpu_s(pid) for pid in service.workers()}
     busy_before = machine_busy_s()
     started = time.monotonic()
-    result = drive(service, route, concurrency, stream, args.duration, args.warmup)
+    result = drive(service, route, concurrency, stream, seconds, args.warmup, samples=True)
     wall = time.monotonic() - started
-    # Cores used over the point: ours, and everyone else's on the machine (the noise).
+    # Cores used over the round: ours, and everyone else's on the machine (the noise).
     cpu = {n: (s.cpu_s() - cpu_before[n]) / wall for n, s in services.items()}
     machine_cores = (machine_busy_s() - busy_before) / wall
     cpu["client"] = result["client_cpu"]
     cpu["other"] = max(0.0, machine_cores - sum(cpu.values()))
-    result["cpu"] = {n: round(v, 2) for n, v in cpu.items()}
+    result["cpu"] = cpu
     # Per worker: the kernel spreads connections by hash, so the split shows the balance.
     result["worker_cores"] = [
-        round((_cpu_s(pid) - before) / wall, 2) for pid, before in workers_before.items()
+        (_cpu_s(pid) - before) / wall for pid, before in workers_before.items()
     ]
+    result["wall_s"] = wall
     if profilers:
         for profiler in profilers:
-            profiler.wait(timeout=args.duration + 30)
+            profiler.wait(timeout=args.warmup + seconds + 30)
         result["hot_spots"] = hotspots.summarise(collapsed)
         result["profile"] = " ".join(map(str, collapsed))
-    result["path"] = route.key
-    result["upstream_latency_ms"] = latency_ms
     return result
+
+
+def _profiled(args: argparse.Namespace, route: Route, concurrency: int, stream: bool) -> bool:
+    """Whether this is the point `--profile` asks for."""
+    wanted = (args.profile_path, args.profile_concurrency, args.profile_stream)
+    return bool(args.profile) and (route.key, concurrency, stream) == wanted
+
+
+def pooled(rounds: list[dict[str, Any]], route: Route, latency_ms: float) -> dict[str, Any]:
+    """A point's rounds as one point: percentiles over every request of every round, requests/s
+    over the measured seconds, cores averaged over the rounds' wall time."""
+    walls = [r["wall_s"] for r in rounds]
+
+    def mean(values: list[float]) -> float:
+        return round(sum(v * w for v, w in zip(values, walls, strict=True)) / sum(walls), 2)
+
+    samples = [r.pop("samples") for r in rounds]
+    kinds: dict[str, int] = {}
+    for r in rounds:
+        for kind, count in r["error_kinds"].items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    point = dict(rounds[0])
+    del point["wall_s"]
+    completed = sum(r["completed"] for r in rounds)
+    point.update(
+        duration_s=sum(r["duration_s"] for r in rounds),
+        rounds=len(rounds),
+        completed=completed,
+        errors=sum(kinds.values()),
+        error_kinds=kinds,
+        rps=completed / sum(r["duration_s"] for r in rounds),
+        latency_ms=loadgen.percentiles([x for s in samples for x in s["latency_ms"]]),
+        ttft_ms=loadgen.percentiles([x for s in samples for x in s["ttft_ms"]]),
+        client_cpu=mean([r["client_cpu"] for r in rounds]),
+        cpu={name: mean([r["cpu"][name] for r in rounds]) for name in rounds[0]["cpu"]},
+        worker_cores=[
+            mean([r["worker_cores"][i] for r in rounds])
+            for i in range(len(rounds[0]["worker_cores"]))
+        ],
+        path=route.key,
+        upstream_latency_ms=latency_ms,
+    )
+    return point
 
 
 def run_latency(args: argparse.Namespace, latency_ms: float, folder: Path) -> dict[str, Any]:
     """Every point at one upstream latency: start the servers, drive each point, stop them.
-    The paths of one point run back to back, so they share the machine's conditions."""
+    The paths of one point take turns, `rounds` times, so they share the machine's conditions:
+    on a shared VM those drift over seconds by more than the gateway adds at c = 1."""
     routes = [ROUTES[key] for key in args.paths] + ([ROUTES["l"]] if args.with_litellm else [])
     with ExitStack() as stack:
         services = start_services(args, latency_ms, folder, stack)
@@ -484,10 +541,17 @@ def run_latency(args: argparse.Namespace, latency_ms: float, folder: Path) -> di
         points = []
         for concurrency in args.concurrency:
             for stream in args.streams:
+                rounds: dict[str, list[dict[str, Any]]] = {route.key: [] for route in routes}
+                for turn in range(args.rounds):
+                    for route in routes:
+                        measured = run_round(
+                            args, services, route, concurrency, stream, latency_ms, turn
+                        )
+                        rounds[route.key].append(measured)
                 for route in routes:
-                    result = run_point(args, services, route, concurrency, stream, latency_ms)
-                    points.append(result)
-                    print(report.row(result), file=sys.stderr, flush=True)  # progress
+                    point = pooled(rounds[route.key], route, latency_ms)
+                    points.append(point)
+                    print(report.row(point), file=sys.stderr, flush=True)  # progress
         rss_after = {n: s.rss() for n, s in services.items() if n != "upstream"}
     return {
         "upstream_latency_ms": latency_ms,
@@ -506,7 +570,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--paths", nargs="+", choices=["a", "b", "c", "f"], default=["a", "b", "c", "f"]
     )
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per point")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per point")
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="unmeasured seconds before each round"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="turns the paths of a point take (duration split)"
+    )
     parser.add_argument("--quick", action="store_true", help="0 ms, c = 1 and 64, 2 s points")
     parser.add_argument("--workers", type=int, default=2, help="gateway (and litellm) workers")
     parser.add_argument(
@@ -534,12 +603,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "concurrency": [1, 64],
             "duration": 2.0,
             "warmup": 0.5,
+            "rounds": 1,
         }
         for name, value in quick.items():
             if getattr(args, name) == parser.get_default(name):
                 setattr(args, name, value)
-    if args.duration + args.warmup > MAX_POINT_S:
-        parser.error(f"--duration + --warmup must be <= {MAX_POINT_S:g} s per point")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.duration + args.rounds * args.warmup > MAX_POINT_S:
+        parser.error(f"--duration + --rounds x --warmup must be <= {MAX_POINT_S:g} s per point")
     if args.with_litellm and not litellm_proxy.executable(args.litellm_venv).exists():
         parser.error(
             f"no LiteLLM proxy at {litellm_proxy.executable(args.litellm_venv)}; run "
@@ -562,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "duration_s": args.duration,
             "warmup_s": args.warmup,
+            "rounds": args.rounds,
             "workers": args.workers,
             "gateway_log_level": args.gateway_log_level,
         },

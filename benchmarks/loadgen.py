@@ -137,9 +137,16 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 async def drive(
-    url: str, model: str, concurrency: int, duration: float, warmup: float, stream: bool
+    url: str,
+    model: str,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    stream: bool,
+    samples: bool = False,
 ) -> dict[str, Any]:
-    """Closed-loop load for `warmup + duration` seconds; a summary of the measured part."""
+    """Closed-loop load for `warmup + duration` seconds; a summary of the measured part (with
+    every measured latency and time to first token too, if `samples`)."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     request = request_bytes(host, port, parts.path or "/", model, stream)
@@ -189,7 +196,7 @@ async def drive(
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     wall = time.perf_counter() - start
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-    return {
+    summary = {
         "url": url,
         "model": model,
         "stream": stream,
@@ -205,6 +212,9 @@ async def drive(
         "client_cpu": cpu / wall,
         "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
     }
+    if samples:
+        summary["samples"] = {"latency_ms": latencies, "ttft_ms": ttfts}
+    return summary
 
 
 class _NullServer(asyncio.Protocol):
@@ -252,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--duration", type=float, default=5.0, help="measured seconds")
     load.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
     load.add_argument("--stream", action="store_true")
+    load.add_argument("--samples", action="store_true", help="also print every measured timing")
     null = commands.add_parser("null-server", help="answer every request with a canned 200")
     null.add_argument("--host", default="127.0.0.1")
     null.add_argument("--port", type=int, required=True)
@@ -261,7 +272,15 @@ def main(argv: list[str] | None = None) -> int:
             _run(null_server(args.host, args.port))
         return 0
     summary = _run(
-        drive(args.url, args.model, args.concurrency, args.duration, args.warmup, args.stream)
+        drive(
+            args.url,
+            args.model,
+            args.concurrency,
+            args.duration,
+            args.warmup,
+            args.stream,
+            args.samples,
+        )
     )
     json.dump(summary, sys.stdout)
     print()

@@ -6,10 +6,12 @@ figures the benchmarks print are made of completed work and hang together.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from cascade_gateway.fake_upstream import FakeUpstream, Reply, Rule
 
@@ -29,6 +31,15 @@ def _run(*argv: str, timeout: float = 60) -> dict:
     return json.loads(_printed(*argv, timeout=timeout))
 
 
+def _loadgen() -> ModuleType:
+    """benchmarks/loadgen.py as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location("loadgen", BENCHMARKS / "loadgen.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _sane(point: dict) -> None:
     assert point["errors"] == 0, point["error_kinds"]
     assert point["completed"] > 0
@@ -37,10 +48,10 @@ def _sane(point: dict) -> None:
     assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
 
 
-def test_one_point_through_upstream_and_gateway() -> None:
+def test_one_point_through_upstream_and_gateway_in_rounds() -> None:
     report = _run(
         str(BENCHMARKS / "load.py"), "--json", "--upstream-latency-ms", "0",
-        "--concurrency", "2", "--modes", "json", "--paths", "a", "b",
+        "--concurrency", "2", "--modes", "json", "--paths", "a", "b", "--rounds", "2",
         "--duration", "0.5", "--warmup", "0.1", "--workers", "1", "--no-client-ceiling",
     )  # fmt: skip
     (run,) = report["runs"]
@@ -49,6 +60,10 @@ def test_one_point_through_upstream_and_gateway() -> None:
     for point in (direct, gateway):
         _sane(point)
         assert point["concurrency"] == 2 and point["stream"] is False
+        # Two rounds of 0.25 s each, pooled into one point; the timings stay out of the report.
+        assert point["rounds"] == 2 and point["duration_s"] == 0.5
+        assert point["rps"] == point["completed"] / 0.5
+        assert "samples" not in point
     assert set(gateway["added_ms"]) == {"p50", "p90", "p99"}
     assert gateway["cpu"]["gateway"] > 0
     assert len(gateway["worker_cores"]) == 1  # one figure per worker
@@ -56,15 +71,20 @@ def test_one_point_through_upstream_and_gateway() -> None:
     assert run["rss_after"]["gateway"]["workers_mb"]
 
 
-def test_streams_report_time_to_first_token() -> None:
+def test_streams_report_time_to_first_token_and_every_timing() -> None:
     with FakeUpstream.running([Rule(reply=Reply(text="The capital of France is Paris."))]) as up:
         point = _run(
             str(BENCHMARKS / "loadgen.py"), "drive", "--url", f"{up.url}/v1/chat/completions",
             "--model", "draft-model", "--concurrency", "2", "--duration", "0.5",
-            "--warmup", "0.1", "--stream",
+            "--warmup", "0.1", "--stream", "--samples",
         )  # fmt: skip
     _sane(point)
     assert 0 < point["ttft_ms"]["p50"] <= point["latency_ms"]["p50"]
+    # Every measured timing is there to pool, and the percentiles are made of them.
+    samples = point["samples"]
+    assert len(samples["latency_ms"]) == len(samples["ttft_ms"]) == point["completed"]
+    assert _loadgen().percentiles(samples["latency_ms"]) == point["latency_ms"]
+    assert _loadgen().percentiles(samples["ttft_ms"]) == point["ttft_ms"]
 
 
 def test_ab_compares_two_checkouts_served_side_by_side() -> None:
