@@ -20,7 +20,7 @@ it). A point's paths take turns in rounds (`--rounds`, 4 by default: the measure
 split between them, each after its own warm-up), and its figures pool every round's requests.
 Each point is time-bounded (rounds x warm-up + duration <= 30 s).
 
-    python benchmarks/load.py                      # 0 and 50 ms upstream, c = 1/16/64, ~6 min
+    python benchmarks/load.py                      # 0 and 50 ms upstream, c = 1/16/64, ~8 min
     python benchmarks/load.py --quick              # 0 ms, c = 1/64, 2 s points
     python benchmarks/load.py --with-litellm       # needs: python benchmarks/litellm_proxy.py setup
     python benchmarks/load.py --profile /tmp/gw    # py-spy on the gateway's workers at one point
@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -498,20 +499,20 @@ def pooled(rounds: list[dict[str, Any]], route: Route, latency_ms: float) -> dic
         return round(sum(v * w for v, w in zip(values, walls, strict=True)) / sum(walls), 2)
 
     samples = [r.pop("samples") for r in rounds]
-    kinds: dict[str, int] = {}
+    kinds: Counter[str] = Counter()
     for r in rounds:
-        for kind, count in r["error_kinds"].items():
-            kinds[kind] = kinds.get(kind, 0) + count
+        kinds.update(r["error_kinds"])
     point = dict(rounds[0])
     del point["wall_s"]
     completed = sum(r["completed"] for r in rounds)
+    measured_s = sum(r["duration_s"] for r in rounds)
     point.update(
-        duration_s=sum(r["duration_s"] for r in rounds),
+        duration_s=measured_s,
         rounds=len(rounds),
         completed=completed,
         errors=sum(kinds.values()),
-        error_kinds=kinds,
-        rps=completed / sum(r["duration_s"] for r in rounds),
+        error_kinds=dict(kinds),
+        rps=completed / measured_s,
         latency_ms=loadgen.percentiles([x for s in samples for x in s["latency_ms"]]),
         ttft_ms=loadgen.percentiles([x for s in samples for x in s["ttft_ms"]]),
         client_cpu=mean([r["client_cpu"] for r in rounds]),
