@@ -25,8 +25,8 @@ GC_YOUNG_THRESHOLD = 20_000
 
 
 class GatewayApp(FastAPI):
-    """The FastAPI app, with one short cut: `POST /v1/chat/completions`, nearly all of the
-    traffic, goes from the request envelope straight to its endpoint.
+    """The FastAPI app, with one short cut: `/v1/chat/completions`, nearly all of the traffic,
+    goes from the request envelope straight to its bare ASGI endpoint.
 
     Starlette's error middleware, exception middleware and router cost about a tenth of a
     worker's time under load and add nothing that endpoint needs: it renders its own errors,
@@ -36,12 +36,7 @@ class GatewayApp(FastAPI):
     hot_path: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.hot_path is not None
-            and scope["type"] == "http"
-            and scope["path"] == "/v1/chat/completions"
-            and scope["method"] == "POST"
-        ):
+        if self.hot_path is not None and scope["type"] == "http" and scope["path"] == openai.PATH:
             scope["app"] = self
             await self.hot_path(scope, receive, send)
             return
@@ -80,7 +75,7 @@ def create_app(config: GatewayConfig, providers: Mapping[str, Provider] | None =
     )
     app.state.lifecycle = lifecycle
     app.add_middleware(RequestContextMiddleware, lifecycle=lifecycle)
-    app.hot_path = RequestContextMiddleware(openai.chat_completions_asgi, lifecycle=lifecycle)
+    app.hot_path = RequestContextMiddleware(openai.chat_completions, lifecycle=lifecycle)
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(native.router)

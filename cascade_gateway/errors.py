@@ -3,6 +3,7 @@
     GatewayError
     ├── InvalidRequest            400 invalid_request_error
     │   ├── BodyTooLarge          413 invalid_request_error / request_too_large
+    │   ├── MethodNotAllowed      405 invalid_request_error / method_not_allowed (with Allow)
     │   └── ContextTooLong        400 invalid_request_error / context_length_exceeded
     ├── AuthenticationError       401 authentication_error / invalid_api_key
     ├── BudgetExceeded            402 insufficient_quota / budget_exceeded
@@ -70,6 +71,18 @@ class InvalidRequest(GatewayError):
 class BodyTooLarge(InvalidRequest):
     status_code = 413
     code = "request_too_large"
+
+
+class MethodNotAllowed(InvalidRequest):
+    status_code = 405
+    code = "method_not_allowed"
+
+    def __init__(self, method: str, path: str, allowed: str) -> None:
+        super().__init__(f"{method} is not allowed on {path}; use {allowed}.")
+        self.allowed = allowed
+
+    def headers(self) -> dict[str, str]:
+        return {"allow": self.allowed}
 
 
 class ContextTooLong(InvalidRequest):

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.datastructures import Headers
 
 from cascade_gateway.api.deps import get_services
 from cascade_gateway.auth.keys import ApiKey, same_secret
 from cascade_gateway.errors import AuthenticationError, PermissionDenied
+from cascade_gateway.services import Services
 
 
 @dataclass(slots=True)
@@ -24,21 +26,20 @@ class Caller:
         return self.key is None
 
 
-def presented_secret(request: Request) -> str | None:
+def presented_secret(headers: Headers) -> str | None:
     """`Authorization: Bearer <key>` (OpenAI's SDK) or `x-api-key: <key>` (Anthropic's)."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
 
 
-async def authenticate(request: Request) -> Caller:
-    """Resolve the caller, or refuse with 401 in OpenAI's shape."""
-    services = await get_services(request)
+async def identify(services: Services, headers: Headers) -> Caller:
+    """The caller a request's headers name, or a 401 in OpenAI's shape."""
     master = services.config.master_key
     if master is None:
         return Caller()
-    secret = presented_secret(request)
+    secret = presented_secret(headers)
     if secret is None:
         raise AuthenticationError(
             "You didn't provide an API key. Send it as `Authorization: Bearer <key>`."
@@ -49,6 +50,11 @@ async def authenticate(request: Request) -> Caller:
     if key is None:
         raise AuthenticationError("Incorrect API key provided, or the key was revoked.")
     return Caller(key=key)
+
+
+async def authenticate(request: Request) -> Caller:
+    """The caller of a FastAPI route (its dependency): `identify` on the request's headers."""
+    return await identify(await get_services(request), request.headers)
 
 
 async def require_master(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:

@@ -7,7 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from cascade_gateway.errors import GatewayError, InvalidRequest, NotFound
+from cascade_gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 
 
 def gateway_error_response(exc: GatewayError) -> JSONResponse:
@@ -33,6 +33,9 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         error: GatewayError = NotFound(f"Unknown path: {request.method} {request.url.path}")
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        error = MethodNotAllowed(request.method, request.url.path, allowed)
     else:
         error = InvalidRequest(str(exc.detail))
         error.status_code = exc.status_code

@@ -4,52 +4,57 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi import APIRouter
+from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from cascade_gateway.api import protocol, serving, sse
-from cascade_gateway.api.auth import CallerDep, authenticate
-from cascade_gateway.api.deps import EngineDep, get_request_id, get_services
+from cascade_gateway.api import protocol, serving
+from cascade_gateway.api.auth import CallerDep, identify
+from cascade_gateway.api.deps import EngineDep
 from cascade_gateway.api.errors import gateway_error_response
-from cascade_gateway.errors import GatewayError
+from cascade_gateway.errors import GatewayError, MethodNotAllowed
+from cascade_gateway.services import Services
 
 router = APIRouter(prefix="/v1")
 
 
-async def chat_completions(request: Request) -> Response | sse.EventStream:
-    """Create a chat completion through a cascade (or one model, named directly).
+PATH = "/v1/chat/completions"
 
-    A plain Starlette endpoint rather than a FastAPI one: it reads and validates its own body,
-    so FastAPI's per-request dependency solving would be pure overhead on the gateway's
-    hottest path. The same dependencies are called directly.
+
+async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
+    """`POST /v1/chat/completions`: a chat completion through a cascade (or one model, named
+    directly), as JSON or an SSE stream.
+
+    A bare ASGI endpoint that the app calls straight from the request envelope
+    (`app.GatewayApp`): nearly all of the traffic comes here, and one request at a time behind
+    a slow upstream, every step of it runs with cold caches. So it reads its headers and body
+    from the ASGI messages, sends a response built from bytes, and renders its own errors
+    (as the app's exception handlers would), with no Starlette `Request`, routing or FastAPI
+    dependency solving in between. The dependencies' functions are called directly.
     """
-    services = await get_services(request)
-    caller = await authenticate(request)
-    request_id = await get_request_id(request)
-    body = await serving.read_body(request, services.config.server.max_body_bytes)
+    try:
+        if scope["method"] != "POST":
+            raise MethodNotAllowed(scope["method"], PATH, "POST")
+        response = await _answer(scope, receive)
+    except GatewayError as exc:
+        response = gateway_error_response(exc)
+    await response(scope, receive, send)
+
+
+async def _answer(scope: Scope, receive: Receive) -> Response:
+    services: Services = scope["app"].state.services
+    headers = Headers(scope=scope)
+    caller = await identify(services, headers)
+    body = await serving.read_body(headers, receive, services.config.server.max_body_bytes)
     chat = protocol.parse_request(body)
     route = serving.route_for(services, caller, chat.model)
     domain = chat.to_domain()
     serving.check_context(route, domain)
-    run = await serving.admit(services, caller, route, request_id)
+    run = await serving.admit(services, caller, route, scope["state"]["request_id"])
     if chat.stream:
         return await serving.stream(run, chat, domain)
     return await serving.complete(run, chat, domain)
-
-
-router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
-
-
-async def chat_completions_asgi(scope: Scope, receive: Receive, send: Send) -> None:
-    """`chat_completions` as a bare ASGI app, for the app's hot path (`app.GatewayApp`): it
-    renders gateway errors itself, as the app's exception handlers would."""
-    request = Request(scope, receive)
-    try:
-        response = await chat_completions(request)
-    except GatewayError as exc:
-        response = gateway_error_response(exc)
-    await response(scope, receive, send)
 
 
 @router.get("/models")

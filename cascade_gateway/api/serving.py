@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from fastapi import Request
-from fastapi.responses import Response
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+from starlette.types import Receive
 
 from cascade_gateway import tokens
 from cascade_gateway.api import protocol, sse
@@ -45,19 +47,25 @@ from cascade_gateway.services import Services
 log = logging.getLogger("cascade_gateway")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length")
+async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
+    """The request body, read from the ASGI `receive` channel and refused with 413 as soon as
+    it passes `limit` bytes."""
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"Request body of {declared} bytes exceeds the {limit}-byte limit.")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge(f"Request body exceeds the {limit}-byte limit.")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def check_context(route: Route, request: ChatRequest) -> None:
@@ -78,17 +86,33 @@ def check_context(route: Route, request: ChatRequest) -> None:
         )
 
 
-def trace_headers(trace: Trace) -> dict[str, str]:
+def trace_headers(trace: Trace) -> list[tuple[bytes, bytes]]:
     """Cost and decision as headers, readable via the SDK's `with_raw_response`."""
-    return {
-        "x-cascade-route": trace.route,
-        "x-cascade-model": trace.model_used or "",
-        "x-cascade-outcome": trace.outcome or "",
-        "x-cascade-models-tried": ",".join(a.model for a in trace.attempts),
-        "x-cascade-cost-usd": f"{trace.cost_usd:.10f}",
-        "x-cascade-savings-usd": f"{trace.savings_usd:.10f}",
-        "x-cascade-budget-capped": "true" if trace.budget_capped else "false",
-    }
+    return [
+        (b"x-cascade-route", trace.route.encode()),
+        (b"x-cascade-model", (trace.model_used or "").encode()),
+        (b"x-cascade-outcome", (trace.outcome or "").encode()),
+        (b"x-cascade-models-tried", ",".join(a.model for a in trace.attempts).encode()),
+        (b"x-cascade-cost-usd", b"%.10f" % trace.cost_usd),
+        (b"x-cascade-savings-usd", b"%.10f" % trace.savings_usd),
+        (b"x-cascade-budget-capped", b"true" if trace.budget_capped else b"false"),
+    ]
+
+
+class JSONAnswer(Response):
+    """A 200 response with a JSON body and headers that are already bytes.
+
+    Starlette's `Response` takes a header mapping, lowercases and encodes it and scans it for
+    content-length and content-type on every response; the gateway's hottest path has its
+    headers in bytes from the start.
+    """
+
+    def __init__(self, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = 200
+        self.body = body
+        self.background = None
+        length = (b"content-length", b"%d" % len(body))
+        self.raw_headers = [(b"content-type", b"application/json"), length, *headers]
 
 
 @dataclass(slots=True)
@@ -163,9 +187,7 @@ async def complete(
     if run.log_content:
         _log_content(request, result.completion.text)
     body = protocol.completion_body(chat, result.completion, result.trace)
-    return Response(
-        orjson.dumps(body), media_type="application/json", headers=trace_headers(result.trace)
-    )
+    return JSONAnswer(orjson.dumps(body), trace_headers(result.trace))
 
 
 async def stream(

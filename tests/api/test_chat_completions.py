@@ -361,6 +361,25 @@ def test_oversized_body_is_a_413(http):
     assert_openai_error(response, 413, "request_too_large")
 
 
+def test_an_oversized_body_sent_without_a_length_is_a_413(http):
+    pieces = (b"x" * 1024 for _ in range(65))  # chunked: no content-length to refuse early
+
+    response = http.post("/v1/chat/completions", content=pieces)
+
+    assert_openai_error(response, 413, "request_too_large")
+
+
+def test_a_body_sent_in_pieces_is_read_whole(http, upstream):
+    upstream.add(Rule(model="strong-model", reply=Reply(text=GOOD)))
+    body = json.dumps({"model": "large", "messages": QUESTION}).encode()
+    pieces = (body[i : i + 16] for i in range(0, len(body), 16))
+
+    response = http.post("/v1/chat/completions", content=pieces)
+
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == GOOD
+
+
 def test_prompt_longer_than_the_context_window_is_a_400(http):
     prompt = "word " * 500
 
@@ -415,3 +434,17 @@ def test_stream_broken_after_text_ends_with_an_error_the_sdk_raises(client, upst
 
 def test_unknown_path_is_an_openai_shaped_404(http):
     assert_openai_error(http.get("/v1/nope"), 404, "not_found")
+
+
+def test_chat_completions_answers_only_post_with_a_405_naming_it(http):
+    response = http.get("/v1/chat/completions")
+
+    assert_openai_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
+
+
+def test_a_wrong_method_on_any_route_is_the_same_405(http):
+    response = http.delete("/v1/models")
+
+    assert_openai_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET"
