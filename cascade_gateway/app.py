@@ -7,6 +7,7 @@ import gc
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -33,10 +34,14 @@ class GatewayApp(FastAPI):
     and the envelope (`RequestContextMiddleware`) is the same one every other route gets.
     """
 
-    hot_path: ASGIApp | None = None
+    def __init__(self, hot_path: ASGIApp, **settings: Any) -> None:
+        """`hot_path`: the chat completions endpoint in its envelope (the app's router has no
+        route for it); `settings` are FastAPI's."""
+        super().__init__(**settings)
+        self.hot_path = hot_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.hot_path is not None and scope["type"] == "http" and scope["path"] == openai.PATH:
+        if scope["type"] == "http" and scope["path"] == openai.PATH:
             scope["app"] = self
             await self.hot_path(scope, receive, send)
             return
@@ -67,6 +72,7 @@ def create_app(config: GatewayConfig, providers: Mapping[str, Provider] | None =
             metrics.flush()
 
     app = GatewayApp(
+        RequestContextMiddleware(openai.chat_completions, lifecycle=lifecycle),
         title="cascade-gateway",
         version=__version__,
         lifespan=lifespan,
@@ -75,7 +81,6 @@ def create_app(config: GatewayConfig, providers: Mapping[str, Provider] | None =
     )
     app.state.lifecycle = lifecycle
     app.add_middleware(RequestContextMiddleware, lifecycle=lifecycle)
-    app.hot_path = RequestContextMiddleware(openai.chat_completions, lifecycle=lifecycle)
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(native.router)
