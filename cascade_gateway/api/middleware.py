@@ -1,7 +1,8 @@
 """The envelope around every request, as pure ASGI (no per-request task or copy):
 a request id, the in-flight count, refusal while draining, the work deferred to after the
-response (`after_response`), the request's log line, and a last resort in OpenAI's shape: 503
-while the gateway's storage is down, else 500."""
+response (`after_response`), the request's log line (status 499 for a client gone before its
+request was read whole), and a last resort in OpenAI's shape: 503 while the gateway's storage
+is down, else 500."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 import time
 from collections.abc import Mapping
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cascade_gateway import after_response
@@ -25,6 +27,8 @@ log = logging.getLogger("cascade_gateway")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Probes and scrapes: never refused while draining, never counted, never logged.
 UNTRACKED = frozenset({"/liveness", "/readiness", "/health", "/metrics"})
+# nginx's status for a client that closed its connection before it could be answered.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def _error_body(message: str, code: str, error_type: str = "server_error") -> bytes:
@@ -86,6 +90,10 @@ class RequestContextMiddleware:
         metrics.request_started()
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # Gone before its request was read whole: there is no one to answer, and nothing
+            # went wrong on this side.
+            status = CLIENT_CLOSED_REQUEST
         except Exception as exc:
             if started:
                 log.exception("unhandled error", extra={"fields": {"request_id": request_id}})

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import time
 
 import openai
 import pytest
 
 from cascade_gateway import tokens
 from cascade_gateway.fake_upstream import Fault, Reply, Rule
+from cascade_gateway.observability import logs
 
 GOOD = "The capital of France is Paris."
 HEDGE = "I'm not sure, but it might possibly be Lyon, I think. I don't know."
@@ -378,6 +382,32 @@ def test_a_body_sent_in_pieces_is_read_whole(http, upstream):
 
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == GOOD
+
+
+def test_a_client_gone_before_its_body_is_whole_is_logged_as_499_not_an_error(gateway_url, caplog):
+    host, port = gateway_url.removeprefix("http://").split(":")
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+
+    with caplog.at_level(logging.INFO, logger="cascade_gateway"):
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(head.encode() + b'{"model": "default", "mess')
+        line = wait_for_request_line(caplog)
+
+    assert line["status"] == 499
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def wait_for_request_line(caplog: pytest.LogCaptureFixture) -> dict:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [r.fields for r in caplog.records if r.name == logs.ACCESS.name]
+        if lines:
+            return lines[0]
+        time.sleep(0.01)
+    raise AssertionError("the gateway wrote no line for the request")
 
 
 def test_prompt_longer_than_the_context_window_is_a_400(http):
