@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,11 +40,17 @@ class Services:
     resilience: Resilience
     redis: Any = None
     _owns_providers: bool = field(default=True, repr=False)
+    _tidying: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def aclose(self) -> None:
         if self._owns_providers:
             for provider in self.providers.values():
                 await provider.aclose()
+        if self._tidying is not None:
+            self._tidying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tidying
+        await self.budgets.close()
         await self.ledger.aclose()
         if self.redis is not None:
             await self.redis.aclose()
@@ -171,4 +179,5 @@ async def open_services(
         resilience=resilience,
         redis=redis,
         _owns_providers=providers is None,
+        _tidying=asyncio.get_running_loop().create_task(budgets.keep_tidy()),
     )

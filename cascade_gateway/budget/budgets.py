@@ -3,10 +3,17 @@
 A request draws on its key's budget (if the key has one) and on the gateway's global budget (if
 configured), each in its current calendar period. Counters live in SQL or, when configured, in
 Redis seeded from the ledger.
+
+Each process also keeps its budgets tidy (`tidy`, every few seconds): it retries the
+settlements an outage refused, then releases the reservations, its own or any replica's,
+whose leases lapsed unsettled.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -14,13 +21,15 @@ from typing import Any
 from cascade_gateway.accounting.ledger import Ledger
 from cascade_gateway.auth.keys import ApiKey
 from cascade_gateway.budget.counters import NANO, Counters, Scope, to_nano
-from cascade_gateway.budget.meter import UNMETERED, BudgetMeter, Meter
+from cascade_gateway.budget.meter import UNMETERED, BudgetMeter, Meter, Settlement
 from cascade_gateway.budget.periods import Period, now_in, period_key, period_reset, period_start
 from cascade_gateway.config import BudgetConfig
 
 GLOBAL = "global"
 # Redis counters outlive their period by this much, then expire.
 _TTL = {"day": 2 * 86400, "month": 40 * 86400, "total": None}
+
+log = logging.getLogger(__name__)
 
 
 class Budgets:
@@ -31,11 +40,20 @@ class Budgets:
         config: BudgetConfig,
         ledger: Ledger,
         clock: Callable[[str], datetime] = now_in,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self._ledger = ledger
         self._now = clock
+        self._wall = wall
         self.counters: Counters | None = None
+        self._unsettled: list[Settlement] = []
+
+    @property
+    def tidy_every_s(self) -> float:
+        """How often `tidy` should run: often enough that a lapsed lease is released soon
+        after it lapses, and a refused settlement retried within seconds."""
+        return min(5.0, self.config.reservation_lease_s / 4)
 
     def _scope(self, name: str, period: Period, limit_usd: float) -> Scope:
         now = self._now(self.config.timezone)
@@ -71,9 +89,62 @@ class Budgets:
             self.counters,
             scopes,
             default_max_tokens=self.config.default_max_output_tokens,
+            lease_s=self.config.reservation_lease_s,
+            unsettled=self._unsettled.append,
             degrade=policy == "degrade",
             describe=names,
         )
+
+    @property
+    def unsettled(self) -> int:
+        """Settlements waiting for a retry."""
+        return len(self._unsettled)
+
+    async def tidy(self) -> int:
+        """Retry the settlements the counters' store refused, in order, then release the
+        reservations whose leases lapsed; how many were released. Raises if the store is
+        still down (what was not settled stays queued)."""
+        assert self.counters is not None
+        while self._unsettled:
+            await self._unsettled[0].apply(self.counters)
+            log.info("budget settled on a retry", extra={"fields": self._unsettled[0].describe()})
+            del self._unsettled[0]
+        released = await self.counters.release_lapsed(self._wall())
+        if released:
+            log.warning(
+                "released budget reservations whose leases lapsed unsettled",
+                extra={"fields": {"released": released}},
+            )
+        return released
+
+    async def keep_tidy(self) -> None:
+        """Run `tidy` every `tidy_every_s` until cancelled; a failure (the store down) is
+        logged, and the next round tries again."""
+        while True:
+            await asyncio.sleep(self.tidy_every_s)
+            try:
+                await self.tidy()
+            except Exception as exc:
+                log.warning(
+                    "budget upkeep failed; it runs again in %.1f s",
+                    self.tidy_every_s,
+                    extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}},
+                )
+
+    async def close(self) -> None:
+        """At shutdown: one last try at what is unsettled; what still fails is logged whole."""
+        if not self._unsettled:
+            return
+        try:
+            await self.tidy()
+        except Exception:
+            for settlement in self._unsettled:
+                log.error(
+                    "budget settlement lost at shutdown: its reservation is released when "
+                    "its lease lapses, and its cost is in the ledger only",
+                    extra={"fields": settlement.describe()},
+                )
+            self._unsettled.clear()
 
     async def status(self, key: ApiKey) -> dict[str, Any]:
         """Spend in the current period, what is left and when the period resets."""

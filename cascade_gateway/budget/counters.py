@@ -4,10 +4,16 @@ Amounts are integers in nanodollars (1e-9 USD) so sums are exact. A reservation 
 if, for every scope it touches (the key, the whole gateway), `spent + reserved + amount <= limit`
 holds *at that instant*; the check and the increment are one atomic step (a conditional UPDATE
 in SQL, a Lua script in Redis), which is what makes the budget exact under concurrency.
+
+Every reservation is recorded with a lease. One whose holder never settles it (a replica
+killed mid-call, a settlement lost to an outage) is released by any replica once its lease has
+lapsed (`release_lapsed`), instead of holding the budget for the rest of its period. Settling a
+reservation that was released that way charges its cost without releasing it a second time.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,13 +42,28 @@ class Scope:
     since: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A reservation's id, and when (unix time) it lapses if it has not been settled."""
+
+    id: str
+    expires_at: float
+
+
 class Counters(Protocol):
-    async def reserve(self, scopes: Sequence[Scope], amount: int) -> Scope | None:
+    async def reserve(self, scopes: Sequence[Scope], amount: int, lease: Lease) -> Scope | None:
         """Reserve `amount` on every scope, or on none; the scope that refused, else None."""
         ...
 
-    async def settle(self, scopes: Sequence[Scope], reserved: int, actual: int) -> None:
-        """Turn a reservation into a charge of `actual` (0 releases it)."""
+    async def settle(
+        self, scopes: Sequence[Scope], lease: Lease, reserved: int, actual: int
+    ) -> None:
+        """Turn a reservation into a charge of `actual` (0 releases it); a reservation whose
+        lease lapsed and was released is only charged."""
+        ...
+
+    async def release_lapsed(self, now: float) -> int:
+        """Release the reservations whose leases lapsed before `now`; how many there were."""
         ...
 
     async def usage(self, name: str, period: str) -> tuple[int, int]:
@@ -61,7 +82,7 @@ class SqlCounters:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def reserve(self, scopes: Sequence[Scope], amount: int) -> Scope | None:
+    async def reserve(self, scopes: Sequence[Scope], amount: int, lease: Lease) -> Scope | None:
         try:
             async with self._db.transaction() as conn:
                 for scope in scopes:
@@ -79,23 +100,60 @@ class SqlCounters:
                     )
                     if changed != 1:
                         raise _Refused(scope)
+                await conn.execute(
+                    "INSERT INTO budget_holds (id, scopes, amount_nano, expires_at) "
+                    "VALUES (:id, :scopes, :amount, :expires_at)",
+                    {
+                        "id": lease.id,
+                        "scopes": json.dumps([[scope.name, scope.period] for scope in scopes]),
+                        "amount": amount,
+                        "expires_at": lease.expires_at,
+                    },
+                )
         except _Refused as refused:
             return refused.scope
         return None
 
-    async def settle(self, scopes: Sequence[Scope], reserved: int, actual: int) -> None:
+    async def settle(
+        self, scopes: Sequence[Scope], lease: Lease, reserved: int, actual: int
+    ) -> None:
         async with self._db.transaction() as conn:
+            held = await conn.execute("DELETE FROM budget_holds WHERE id = :id", {"id": lease.id})
             for scope in scopes:
                 await conn.execute(
                     "UPDATE budget_counters SET reserved_nano = reserved_nano - :reserved, "
                     "spent_nano = spent_nano + :actual WHERE scope = :scope AND period = :period",
                     {
-                        "reserved": reserved,
+                        "reserved": reserved if held else 0,
                         "actual": actual,
                         "scope": scope.name,
                         "period": scope.period,
                     },
                 )
+
+    async def release_lapsed(self, now: float) -> int:
+        lapsed = await self._db.fetchall(
+            "SELECT id, scopes, amount_nano FROM budget_holds WHERE expires_at < :now "
+            "ORDER BY expires_at LIMIT 1000",
+            {"now": now},
+        )
+        released = 0
+        for hold in lapsed:
+            # Each in its own transaction, and only if still there: its holder, or another
+            # replica, may be settling or releasing it at the same moment.
+            async with self._db.transaction() as conn:
+                if not await conn.execute(
+                    "DELETE FROM budget_holds WHERE id = :id", {"id": hold["id"]}
+                ):
+                    continue
+                for name, period in json.loads(hold["scopes"]):
+                    await conn.execute(
+                        "UPDATE budget_counters SET reserved_nano = reserved_nano - :amount "
+                        "WHERE scope = :scope AND period = :period",
+                        {"amount": hold["amount_nano"], "scope": name, "period": period},
+                    )
+            released += 1
+        return released
 
     async def usage(self, name: str, period: str) -> tuple[int, int]:
         row = await self._db.fetchone(
@@ -114,12 +172,13 @@ async def _ensure_row(conn: Connection, scope: Scope) -> None:
     )
 
 
-# KEYS: spent and reserved counter of each scope, in pairs. ARGV: amount, then each limit.
-# A missing `spent` counter (first use, or Redis lost its data) is reported as -index so the
-# caller can seed it from the durable ledger before trying again.
+# KEYS: spent and reserved counter of each scope, in pairs, then the set of leases (by when they
+# lapse) and the hash of what each holds. ARGV: amount, each limit, the lease's id, when it
+# lapses, and what it holds. A missing `spent` counter (first use, or Redis lost its data) is
+# reported as -index so the caller can seed it from the durable ledger before trying again.
 _RESERVE = """
 local amount = tonumber(ARGV[1])
-local n = #KEYS / 2
+local n = (#KEYS - 2) / 2
 for i = 1, n do
   local spent = redis.call('GET', KEYS[2 * i - 1])
   if not spent then return -i end
@@ -127,17 +186,33 @@ for i = 1, n do
   if tonumber(spent) + reserved + amount > tonumber(ARGV[i + 1]) then return i end
 end
 for i = 1, n do redis.call('INCRBY', KEYS[2 * i], amount) end
+redis.call('ZADD', KEYS[#KEYS - 1], ARGV[n + 3], ARGV[n + 2])
+redis.call('HSET', KEYS[#KEYS], ARGV[n + 2], ARGV[n + 4])
 return 0
 """
 
+# KEYS as for _RESERVE. ARGV: reserved, actual, the lease's id. The reservation is released
+# only if its lease is still recorded: not if it lapsed and was released, nor if Redis lost it
+# (with the counters it was on). A lost `spent` counter is left for the ledger to seed.
 _SETTLE = """
-local reserved = tonumber(ARGV[1])
-local actual = tonumber(ARGV[2])
-for i = 1, #KEYS / 2 do
-  redis.call('DECRBY', KEYS[2 * i], reserved)
-  redis.call('INCRBY', KEYS[2 * i - 1], actual)
+local held = redis.call('ZREM', KEYS[#KEYS - 1], ARGV[3])
+redis.call('HDEL', KEYS[#KEYS], ARGV[3])
+for i = 1, (#KEYS - 2) / 2 do
+  if held == 1 then redis.call('DECRBY', KEYS[2 * i], ARGV[1]) end
+  if redis.call('EXISTS', KEYS[2 * i - 1]) == 1 then
+    redis.call('INCRBY', KEYS[2 * i - 1], ARGV[2])
+  end
 end
 return 0
+"""
+
+# KEYS: the reserved counters a lapsed lease holds, the set of leases, the hash of holdings.
+# ARGV: the lease's id, its amount. Nothing happens if it was settled or released meanwhile.
+_RELEASE = """
+if redis.call('ZREM', KEYS[#KEYS - 1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[#KEYS], ARGV[1])
+for i = 1, #KEYS - 2 do redis.call('DECRBY', KEYS[i], ARGV[2]) end
+return 1
 """
 
 
@@ -154,8 +229,10 @@ class RedisCounters:
         self._redis = redis
         self._seeder = seeder
         self._prefix = prefix
+        self._leases = [f"{prefix}:leases", f"{prefix}:holdings"]
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
+        self._release = redis.register_script(_RELEASE)
 
     def _keys(self, scopes: Sequence[Scope]) -> list[str]:
         keys = []
@@ -164,11 +241,13 @@ class RedisCounters:
             keys += [f"{base}:spent", f"{base}:reserved"]
         return keys
 
-    async def reserve(self, scopes: Sequence[Scope], amount: int) -> Scope | None:
+    async def reserve(self, scopes: Sequence[Scope], amount: int, lease: Lease) -> Scope | None:
         keys = self._keys(scopes)
+        holding = json.dumps({"reserved": keys[1::2], "amount": amount})
         limits = [scope.limit_nano for scope in scopes]
+        args = [amount, *limits, lease.id, repr(lease.expires_at), holding]
         while True:
-            result = int(await self._reserve(keys=keys, args=[amount, *limits]))
+            result = int(await self._reserve(keys=keys + self._leases, args=args))
             if result == 0:
                 return None
             if result > 0:
@@ -182,8 +261,25 @@ class RedisCounters:
         if scope.ttl_s is not None:
             await self._redis.expire(f"{base}:reserved", scope.ttl_s)
 
-    async def settle(self, scopes: Sequence[Scope], reserved: int, actual: int) -> None:
-        await self._settle(keys=self._keys(scopes), args=[reserved, actual])
+    async def settle(
+        self, scopes: Sequence[Scope], lease: Lease, reserved: int, actual: int
+    ) -> None:
+        keys = self._keys(scopes) + self._leases
+        await self._settle(keys=keys, args=[reserved, actual, lease.id])
+
+    async def release_lapsed(self, now: float) -> int:
+        ids = await self._redis.zrangebyscore(self._leases[0], "-inf", f"({now!r}", 0, 1000)
+        if not ids:
+            return 0
+        holdings = await self._redis.hmget(self._leases[1], ids)
+        released = 0
+        for lease_id, holding in zip(ids, holdings, strict=True):
+            if holding is None:  # settled between the two reads
+                continue
+            held = json.loads(holding)
+            keys = [*held["reserved"], *self._leases]
+            released += int(await self._release(keys=keys, args=[lease_id, held["amount"]]))
+        return released
 
     async def usage(self, name: str, period: str) -> tuple[int, int]:
         base = f"{self._prefix}:{name}:{period}"

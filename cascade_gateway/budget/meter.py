@@ -4,21 +4,25 @@ Before a call it reserves the call's worst case — the prompt (counted, plus a 
 tokenizers that count more than ours) at the input price, and `max_tokens` at the output price
 — and makes sure the upstream is asked for no more than `max_tokens`. After the call it settles
 the reservation to the real cost, or releases it. The spend recorded for a budget therefore
-never passes its limit, whatever the concurrency.
+never passes its limit, whatever the concurrency. Each reservation has a lease
+(`budgets.reservation_lease_s`): if this process dies before settling it, another releases it
+once the lease lapses.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from cascade_gateway import tokens
-from cascade_gateway.budget.counters import Counters, Scope, to_nano
+from cascade_gateway.budget.counters import Counters, Lease, Scope, to_nano
 from cascade_gateway.config import ResolvedModel
 from cascade_gateway.domain import ChatRequest
 from cascade_gateway.errors import BudgetExceeded
+from cascade_gateway.ids import new_id
 
 # Our tokenizer is OpenAI's; others (Anthropic's, Llama's) may count a prompt a little higher.
 PROMPT_MARGIN = 1.2
@@ -34,6 +38,29 @@ class Hold:
     scopes: tuple[Scope, ...]
     amount_nano: int
     request: ChatRequest
+    lease: Lease | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A call's real cost, to be charged in place of its reservation."""
+
+    scopes: tuple[Scope, ...]
+    lease: Lease
+    reserved_nano: int
+    actual_nano: int
+
+    async def apply(self, counters: Counters) -> None:
+        await counters.settle(self.scopes, self.lease, self.reserved_nano, self.actual_nano)
+
+    def describe(self) -> dict[str, object]:
+        """Its figures, for a log line."""
+        return {
+            "scopes": [f"{scope.name}/{scope.period}" for scope in self.scopes],
+            "lease": self.lease.id,
+            "reserved_nano": self.reserved_nano,
+            "actual_nano": self.actual_nano,
+        }
 
 
 class Meter:
@@ -60,12 +87,17 @@ class BudgetMeter(Meter):
         scopes: Sequence[Scope],
         *,
         default_max_tokens: int,
+        lease_s: float,
+        unsettled: Callable[[Settlement], None],
         degrade: bool = False,
         describe: dict[str, str] | None = None,
     ) -> None:
         self._counters = counters
         self._scopes = tuple(scopes)
         self._default_max_tokens = default_max_tokens
+        self._lease_s = lease_s
+        # Where a settlement the counters' store refused goes, to be retried.
+        self._unsettled = unsettled
         self.degrade = degrade
         # Human names of scopes, for the 402 message.
         self._describe = describe or {}
@@ -78,7 +110,8 @@ class BudgetMeter(Meter):
         prompt = self._prompt_tokens(request)
         worst_prompt = math.ceil(prompt * PROMPT_MARGIN) + PROMPT_SLACK_TOKENS
         amount = to_nano(model.price.cost(worst_prompt, max_tokens))
-        refused = await self._counters.reserve(self._scopes, amount)
+        lease = Lease(new_id(), time.time() + self._lease_s)
+        refused = await self._counters.reserve(self._scopes, amount, lease)
         if refused is not None:
             what = self._describe.get(refused.name, refused.name)
             raise BudgetExceeded(
@@ -87,25 +120,27 @@ class BudgetMeter(Meter):
                 "cannot cover it. Lower max_tokens, wait for the period to reset, or ask for a "
                 "larger budget."
             )
-        return Hold(scopes=self._scopes, amount_nano=amount, request=bounded)
+        return Hold(scopes=self._scopes, amount_nano=amount, request=bounded, lease=lease)
 
     async def settle(self, hold: Hold, cost_usd: float) -> None:
         """Charge the call's real cost in place of its reservation.
 
         Never raises for the counters' store: the call was made and paid for, and its answer
-        must still reach the client. If the store cannot be written (an outage), the ledger
-        still records the cost; the counters keep the reservation, so the budget is held
-        for more than was spent, never less, and the log line says by how much.
+        must still reach the client. A settlement the store refuses (an outage) is handed on
+        to be retried (`Budgets.tidy`); until it lands, the budget is held for the
+        reservation, more than was spent, never less.
         """
-        actual = to_nano(cost_usd)
+        assert hold.lease is not None
+        settlement = Settlement(hold.scopes, hold.lease, hold.amount_nano, to_nano(cost_usd))
         try:
-            await self._counters.settle(hold.scopes, hold.amount_nano, actual)
+            await settlement.apply(self._counters)
         except Exception:
-            scopes = [f"{scope.name}/{scope.period}" for scope in hold.scopes]
-            fields = {"scopes": scopes, "reserved_nano": hold.amount_nano, "actual_nano": actual}
-            log.exception(
-                "budget not settled: the reservation stays held", extra={"fields": fields}
+            log.warning(
+                "budget not settled yet: the reservation stays held until a retry lands",
+                exc_info=True,
+                extra={"fields": settlement.describe()},
             )
+            self._unsettled(settlement)
 
     def _prompt_tokens(self, request: ChatRequest) -> int:
         # The tiers' requests share their message and tool lists (they differ in parameters).

@@ -80,6 +80,19 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        3,
+        "budget reservations with leases",
+        [
+            """CREATE TABLE budget_holds (
+                id TEXT PRIMARY KEY,
+                scopes TEXT NOT NULL,
+                amount_nano BIGINT NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX budget_holds_expiry ON budget_holds (expires_at)",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -1,0 +1,161 @@
+"""The budget counters, on each store they can live in (SQLite, PostgreSQL, Redis): exact
+reservations under concurrency, settlement, and reservations released once their lease lapses."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from cascade_gateway.budget.counters import Counters, Lease, RedisCounters, Scope, SqlCounters
+from cascade_gateway.storage.database import open_database
+from cascade_gateway.storage.migrations import migrate
+
+# Leases in these tests lapse at made-up times, long before any real gateway's.
+NOW = 1_000.0
+
+
+def lease(expires_at: float = NOW + 60) -> Lease:
+    return Lease(uuid.uuid4().hex, expires_at)
+
+
+class NothingSpent:
+    """The ledger's answer when Redis seeds a counter: no spend yet."""
+
+    async def spent_nano(self, scope: Scope) -> int:
+        return 0
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "redis"])
+async def counters(request: pytest.FixtureRequest) -> AsyncIterator[Counters]:
+    if request.param == "redis":
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(request.getfixturevalue("redis_url"))
+        prefix = f"cascade-test:{uuid.uuid4().hex}"
+        yield RedisCounters(client, NothingSpent(), prefix=prefix)
+        await client.delete(*[key async for key in client.scan_iter(f"{prefix}:*")] or ["-"])
+        await client.aclose()
+        return
+    url = "sqlite://" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    db = await open_database(url)
+    await migrate(db)
+    await db.execute("DELETE FROM budget_holds WHERE expires_at < :t", {"t": NOW * 10})
+    yield SqlCounters(db)
+    await db.aclose()
+
+
+def a_scope(limit: int) -> Scope:
+    return Scope(f"key:{uuid.uuid4().hex}", "total", limit_nano=limit)
+
+
+async def test_reservations_stop_exactly_at_the_limit(counters):
+    scope = a_scope(10)
+
+    results = [await counters.reserve([scope], 3, lease()) for _ in range(4)]
+
+    assert results[:3] == [None, None, None]
+    assert results[3] == scope
+    assert await counters.usage(scope.name, "total") == (0, 9)
+
+
+async def test_concurrent_reservations_never_overcommit(counters):
+    scope = a_scope(100)
+
+    results = await asyncio.gather(*(counters.reserve([scope], 7, lease()) for _ in range(50)))
+
+    assert results.count(None) == 14  # 14 * 7 = 98 <= 100 < 105
+    assert await counters.usage(scope.name, "total") == (0, 98)
+
+
+async def test_settling_replaces_the_reservation_with_the_real_cost(counters):
+    scope = a_scope(100)
+    held = lease()
+    await counters.reserve([scope], 60, held)
+
+    await counters.settle([scope], held, reserved=60, actual=25)
+
+    assert await counters.usage(scope.name, "total") == (25, 0)
+    assert await counters.reserve([scope], 75, lease()) is None
+
+
+async def test_a_refusal_on_one_scope_reserves_nothing_on_the_other(counters):
+    roomy, tight = a_scope(1000), a_scope(5)
+
+    assert await counters.reserve([roomy, tight], 10, lease()) == tight
+
+    assert await counters.usage(roomy.name, "total") == (0, 0)
+
+
+async def test_a_reservation_never_settled_is_released_once_its_lease_lapses(counters):
+    key, gateway = a_scope(100), a_scope(1000)
+    await counters.reserve([key, gateway], 60, lease(expires_at=NOW - 1))
+
+    released = await counters.release_lapsed(NOW)
+
+    assert released == 1
+    assert await counters.usage(key.name, "total") == (0, 0)
+    assert await counters.usage(gateway.name, "total") == (0, 0)
+    assert await counters.reserve([key], 100, lease()) is None
+
+
+async def test_a_reservation_within_its_lease_is_kept(counters):
+    scope = a_scope(100)
+    await counters.reserve([scope], 60, lease(expires_at=NOW + 1))
+
+    assert await counters.release_lapsed(NOW) == 0
+
+    assert await counters.usage(scope.name, "total") == (0, 60)
+
+
+async def test_settling_a_reservation_released_for_its_lapsed_lease_only_charges_it(counters):
+    scope = a_scope(100)
+    late = lease(expires_at=NOW - 1)
+    await counters.reserve([scope], 60, late)
+    await counters.reserve([scope], 30, lease())
+    await counters.release_lapsed(NOW)
+
+    await counters.settle([scope], late, reserved=60, actual=25)
+
+    assert await counters.usage(scope.name, "total") == (25, 30)
+
+
+async def test_a_lapsed_reservation_is_released_once_however_many_replicas_try(counters):
+    scope = a_scope(100)
+    await counters.reserve([scope], 60, lease(expires_at=NOW - 1))
+    await counters.reserve([scope], 30, lease())
+
+    released = await asyncio.gather(*(counters.release_lapsed(NOW) for _ in range(4)))
+
+    assert sum(released) == 1
+    assert await counters.usage(scope.name, "total") == (0, 30)
+
+
+async def test_a_settled_reservation_is_not_released_when_its_lease_lapses(counters):
+    scope = a_scope(100)
+    held = lease(expires_at=NOW - 1)
+    await counters.reserve([scope], 60, held)
+    await counters.settle([scope], held, reserved=60, actual=25)
+
+    assert await counters.release_lapsed(NOW) == 0
+
+    assert await counters.usage(scope.name, "total") == (25, 0)
+
+
+async def test_settling_after_redis_lost_its_data_leaves_no_counter_below_zero(redis_url):
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_url)
+    prefix = f"cascade-test:{uuid.uuid4().hex}"
+    counters = RedisCounters(client, NothingSpent(), prefix=prefix)
+    scope, held = a_scope(100), lease()
+    await counters.reserve([scope], 60, held)
+    await client.delete(*[key async for key in client.scan_iter(f"{prefix}:*")])  # a restart
+
+    await counters.settle([scope], held, reserved=60, actual=25)
+
+    # Nothing to release, and the spent counter is left for the ledger to seed.
+    assert await counters.usage(scope.name, "total") == (0, 0)
+    await client.aclose()
