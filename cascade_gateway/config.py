@@ -39,6 +39,17 @@ class ProviderConfig(_Section):
     connect_timeout_s: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=1000, ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
+    # An HTTP proxy to reach the upstream through; None: the environment's (HTTPS_PROXY, ...).
+    proxy_url: str | None = None
+
+    @field_validator("proxy_url")
+    @classmethod
+    def _proxy_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            from cascade_gateway.providers.proxies import Proxy
+
+            Proxy.parse(url)
+        return url
 
     def api_key(self) -> str | None:
         """The key, read from the environment at start-up (never stored in the file)."""

@@ -69,6 +69,7 @@ def build_providers(config: GatewayConfig) -> dict[str, Provider]:
             connect_timeout_s=p.connect_timeout_s,
             max_connections=p.max_connections,
             headers=p.headers,
+            proxy_url=p.proxy_url,
         )
         for name, p in config.providers.items()
     }

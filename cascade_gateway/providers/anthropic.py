@@ -379,6 +379,7 @@ class AnthropicProvider:
         connect_timeout_s: float = 5.0,
         max_connections: int = 1000,
         headers: dict[str, str] | None = None,
+        proxy_url: str | None = None,
     ) -> None:
         self.name = name
         key = api_key or os.environ.get("ANTHROPIC_API_KEY")
@@ -392,6 +393,7 @@ class AnthropicProvider:
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
             max_connections=max_connections,
+            proxy_url=proxy_url,
         )
 
     def _body(self, model: str, request: ChatRequest) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import certifi
 import httptools
 
+from cascade_gateway.providers.proxies import Proxy, ProxyRefused, TunnelOpening, open_tunnel
+
 # Reading pauses while this much of an answer waits for its reader (a slow client downstream).
 _HIGH_WATER = 256 * 1024
 
@@ -111,7 +113,8 @@ class ConnectionPool:
     wait for one. A connection idle for `idle_s` is closed rather than reused: servers close
     idle connections, and the race with that close would fail a request. An answer whose reader
     stopped at its protocol's end (`Response.finished_by_protocol`) has `linger_s` to end its
-    HTTP body and put its connection back in the pool, or it is closed.
+    HTTP body and put its connection back in the pool, or it is closed. With a `proxy`, every
+    connection goes through it (`providers.proxies`).
     """
 
     def __init__(
@@ -125,6 +128,7 @@ class ConnectionPool:
         idle_s: float = 15.0,
         linger_s: float = 1.0,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         self.origin = origin
         self.read_timeout_s = read_timeout_s
@@ -135,7 +139,14 @@ class ConnectionPool:
         if ssl_context is None and origin.scheme == "https":
             ssl_context = default_tls()
         self._ssl = ssl_context
+        self.proxy = proxy
         fields = {"host": origin.authority, "accept-encoding": "identity", **headers}
+        # A plain-http origin behind a proxy: requests name the origin, for the proxy to forward.
+        self._target = b""
+        if proxy is not None and self._ssl is None:
+            self._target = f"http://{origin.authority}".encode()
+            if proxy.authorization is not None:
+                fields["proxy-authorization"] = proxy.authorization
         self._head = b"".join(_field(name, value) for name, value in fields.items())
         self._idle: list[_Connection] = []
         self._open = 0
@@ -144,7 +155,8 @@ class ConnectionPool:
 
     async def post(self, path: str, body: bytes, *, accept: str) -> Response:
         """Send `POST base_path + path` with `body` (JSON); the answer once its head arrives."""
-        request = b"POST %s HTTP/1.1\r\n%saccept: %s\r\ncontent-length: %d\r\n\r\n%s" % (
+        request = b"POST %s%s HTTP/1.1\r\n%saccept: %s\r\ncontent-length: %d\r\n\r\n%s" % (
+            self._target,
             (self.origin.base_path + path).encode(),
             self._head,
             accept.encode(),
@@ -215,25 +227,54 @@ class ConnectionPool:
                 raise
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
-        origin = self.origin
+        origin, proxy = self.origin, self.proxy
+        where = f"{origin.host}:{origin.port}"
+        if proxy is not None:
+            where += f" through the proxy at {proxy.host}:{proxy.port}"
         try:
             async with asyncio.timeout(self.connect_timeout_s):
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(self, loop),
-                    origin.host,
-                    origin.port,
-                    ssl=self._ssl,
-                    server_hostname=origin.host if self._ssl else None,
-                )
+                if proxy is not None and self._ssl is not None:
+                    connection = await self._tunnel(loop, proxy)
+                else:
+                    host, port = (
+                        (origin.host, origin.port) if proxy is None else (proxy.host, proxy.port)
+                    )
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(self, loop),
+                        host,
+                        port,
+                        ssl=self._ssl,
+                        server_hostname=origin.host if self._ssl else None,
+                    )
         except TimeoutError:  # an OSError too, so named first
             raise TimeoutError(
-                f"connecting to {origin.host}:{origin.port} took over {self.connect_timeout_s:g} s"
+                f"connecting to {where} took over {self.connect_timeout_s:g} s"
             ) from None
-        except OSError as exc:  # refused, unreachable, DNS, TLS
-            raise ConnectionFailed(
-                f"cannot connect to {origin.host}:{origin.port}: {exc.strerror or exc}"
-            ) from exc
+        except (OSError, ProxyRefused) as exc:  # refused, unreachable, DNS, TLS, the proxy
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ConnectionFailed(f"cannot connect to {where}: {reason}") from exc
         connection.pool_state = "busy"
+        return connection
+
+    async def _tunnel(self, loop: asyncio.AbstractEventLoop, proxy: Proxy) -> _Connection:
+        """A connection to the origin through a CONNECT tunnel, with TLS inside it."""
+        assert self._ssl is not None
+        origin = self.origin
+        transport, opening = await loop.create_connection(
+            lambda: TunnelOpening(loop), proxy.host, proxy.port
+        )
+        try:
+            host = f"[{origin.host}]" if ":" in origin.host else origin.host
+            await open_tunnel(transport, opening, f"{host}:{origin.port}", proxy)
+            connection = _Connection(self, loop)
+            tls = await loop.start_tls(
+                transport, connection, self._ssl, server_hostname=origin.host
+            )
+        except BaseException:
+            transport.abort()
+            raise
+        assert tls is not None
+        connection.connection_made(tls)
         return connection
 
     def _discard(self, connection: _Connection) -> None:

@@ -28,6 +28,7 @@ from cascade_gateway.providers.connections import (
     Origin,
     Response,
 )
+from cascade_gateway.providers.proxies import Proxy, proxy_for
 
 # The upstream's error body -> a human message (each wire nests it differently).
 ErrorMessage = Callable[[Any], str | None]
@@ -85,6 +86,8 @@ class UpstreamClient:
 
     `timeout_s` bounds each wait for data (as the SDKs' read timeout does), not the whole
     call: the gateway's own deadlines (`timeouts.first_token_s`, `total_s`) cut calls short.
+    `proxy_url` names an HTTP proxy to go through; without it, the environment's is used
+    (`HTTPS_PROXY` and the like, `providers.proxies`).
 
     Example:
         client = UpstreamClient("openai", "https://api.openai.com/v1", headers={...})
@@ -104,6 +107,7 @@ class UpstreamClient:
         connect_timeout_s: float = 5.0,
         max_connections: int = 1000,
         ssl_context: ssl.SSLContext | None = None,
+        proxy_url: str | None = None,
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
@@ -111,13 +115,19 @@ class UpstreamClient:
         self._error_body = error_body
         # One pool carries every caller's requests, so it sends only the account's headers:
         # nothing an upstream sets (cookies) ever rides along on another caller's request.
+        origin = Origin.parse(self.base_url)
+        if proxy_url is not None:
+            proxy: Proxy | None = Proxy.parse(proxy_url)
+        else:
+            proxy = proxy_for(origin.scheme, origin.host, origin.port)
         self._pool = ConnectionPool(
-            Origin.parse(self.base_url),
+            origin,
             headers={"content-type": "application/json", **headers},
             read_timeout_s=timeout_s,
             connect_timeout_s=min(timeout_s, connect_timeout_s),
             max_connections=max_connections,
             ssl_context=ssl_context,
+            proxy=proxy,
         )
 
     async def post_json(self, path: str, body: Mapping[str, Any]) -> Any:

@@ -270,6 +270,7 @@ class OpenAIProvider:
         connect_timeout_s: float = 5.0,
         max_connections: int = 1000,
         headers: dict[str, str] | None = None,
+        proxy_url: str | None = None,
     ) -> None:
         self.name = name
         # Local servers (vLLM, Ollama) need no key.
@@ -283,6 +284,7 @@ class OpenAIProvider:
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
             max_connections=max_connections,
+            proxy_url=proxy_url,
         )
 
     async def complete(self, model: str, request: ChatRequest) -> Completion:

@@ -21,11 +21,13 @@ def build_provider(
     connect_timeout_s: float = 5.0,
     max_connections: int = 1000,
     headers: dict[str, str] | None = None,
+    proxy_url: str | None = None,
 ) -> Provider:
     """The adapter for one configured upstream account.
 
     litellm keeps its own process-wide connection pool, so `max_connections` does not apply
-    to it; `headers` reach it as litellm's `extra_headers`.
+    to it; `headers` reach it as litellm's `extra_headers`; it takes its proxy from the
+    environment, as httpx does, not from `proxy_url`.
 
     Example:
         provider = build_provider("openai", "openai", base_url=None, api_key=key)
@@ -40,6 +42,7 @@ def build_provider(
             connect_timeout_s=connect_timeout_s,
             max_connections=max_connections,
             headers=headers,
+            proxy_url=proxy_url,
         )
     if kind == "litellm":
         # Imported only when configured: litellm costs seconds and hundreds of MB per worker.
