@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from cascade_gateway import pricing
 from cascade_gateway.budget.periods import Period
+from cascade_gateway.providers.proxies import Proxy
 
 ProviderKind = Literal["openai", "anthropic", "litellm"]
 # Set by `cascade-gateway serve` so each uvicorn worker re-reads the same file.
@@ -46,8 +47,6 @@ class ProviderConfig(_Section):
     @classmethod
     def _proxy_url(cls, url: str | None) -> str | None:
         if url is not None:
-            from cascade_gateway.providers.proxies import Proxy
-
             Proxy.parse(url)
         return url
 

@@ -20,10 +20,11 @@ from typing import Any
 
 from cascade_gateway.accounting.ledger import Ledger
 from cascade_gateway.auth.keys import ApiKey
-from cascade_gateway.budget.counters import NANO, Counters, Scope, to_nano
+from cascade_gateway.budget.counters import NANO, Counters, Lease, Scope, to_nano
 from cascade_gateway.budget.meter import UNMETERED, BudgetMeter, Meter, Settlement
 from cascade_gateway.budget.periods import Period, now_in, period_key, period_reset, period_start
 from cascade_gateway.config import BudgetConfig
+from cascade_gateway.ids import new_id
 
 GLOBAL = "global"
 # Redis counters outlive their period by this much, then expire.
@@ -89,11 +90,14 @@ class Budgets:
             self.counters,
             scopes,
             default_max_tokens=self.config.default_max_output_tokens,
-            lease_s=self.config.reservation_lease_s,
+            new_lease=self._new_lease,
             unsettled=self._unsettled.append,
             degrade=policy == "degrade",
             describe=names,
         )
+
+    def _new_lease(self) -> Lease:
+        return Lease(new_id(), self._wall() + self.config.reservation_lease_s)
 
     @property
     def unsettled(self) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -22,7 +21,6 @@ from cascade_gateway.budget.counters import Counters, Lease, Scope, to_nano
 from cascade_gateway.config import ResolvedModel
 from cascade_gateway.domain import ChatRequest
 from cascade_gateway.errors import BudgetExceeded
-from cascade_gateway.ids import new_id
 
 # Our tokenizer is OpenAI's; others (Anthropic's, Llama's) may count a prompt a little higher.
 PROMPT_MARGIN = 1.2
@@ -87,7 +85,7 @@ class BudgetMeter(Meter):
         scopes: Sequence[Scope],
         *,
         default_max_tokens: int,
-        lease_s: float,
+        new_lease: Callable[[], Lease],
         unsettled: Callable[[Settlement], None],
         degrade: bool = False,
         describe: dict[str, str] | None = None,
@@ -95,7 +93,7 @@ class BudgetMeter(Meter):
         self._counters = counters
         self._scopes = tuple(scopes)
         self._default_max_tokens = default_max_tokens
-        self._lease_s = lease_s
+        self._new_lease = new_lease
         # Where a settlement the counters' store refused goes, to be retried.
         self._unsettled = unsettled
         self.degrade = degrade
@@ -110,7 +108,7 @@ class BudgetMeter(Meter):
         prompt = self._prompt_tokens(request)
         worst_prompt = math.ceil(prompt * PROMPT_MARGIN) + PROMPT_SLACK_TOKENS
         amount = to_nano(model.price.cost(worst_prompt, max_tokens))
-        lease = Lease(new_id(), time.time() + self._lease_s)
+        lease = self._new_lease()
         refused = await self._counters.reserve(self._scopes, amount, lease)
         if refused is not None:
             what = self._describe.get(refused.name, refused.name)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import certifi
 import httptools
 
-from cascade_gateway.providers.proxies import Proxy, ProxyRefused, TunnelOpening, open_tunnel
+from cascade_gateway.providers.proxies import Proxy, ProxyRefused, TunnelOpening
 
 # Reading pauses while this much of an answer waits for its reader (a slow client downstream).
 _HIGH_WATER = 256 * 1024
@@ -56,11 +56,16 @@ class Origin:
         return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
 
     @property
-    def authority(self) -> str:
-        """The `host` header's value."""
+    def address(self) -> str:
+        """`host:port`, an IPv6 host in brackets: what a CONNECT names."""
         host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def authority(self) -> str:
+        """The `host` header's value: the address, without the scheme's default port."""
         default = 443 if self.scheme == "https" else 80
-        return host if self.port == default else f"{host}:{self.port}"
+        return self.address.removesuffix(f":{default}")
 
 
 class Response:
@@ -228,7 +233,7 @@ class ConnectionPool:
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         origin, proxy = self.origin, self.proxy
-        where = f"{origin.host}:{origin.port}"
+        where = origin.address
         if proxy is not None:
             where += f" through the proxy at {proxy.host}:{proxy.port}"
         try:
@@ -264,8 +269,7 @@ class ConnectionPool:
             lambda: TunnelOpening(loop), proxy.host, proxy.port
         )
         try:
-            host = f"[{origin.host}]" if ":" in origin.host else origin.host
-            await open_tunnel(transport, opening, f"{host}:{origin.port}", proxy)
+            await opening.establish(origin.address, proxy)
             connection = _Connection(self, loop)
             tls = await loop.start_tls(
                 transport, connection, self._ssl, server_hostname=origin.host

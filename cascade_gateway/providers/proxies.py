@@ -84,28 +84,30 @@ def _bypassed(host: str, port: int, no_proxy: str) -> bool:
     return False
 
 
-async def open_tunnel(
-    transport: asyncio.Transport, tunnel: TunnelOpening, authority: str, proxy: Proxy
-) -> None:
-    """Ask the proxy, over `transport` (whose protocol is `tunnel`), for a tunnel to
-    `authority`; returns once the proxy has said yes, raises `ProxyRefused` otherwise."""
-    head = f"CONNECT {authority} HTTP/1.1\r\nhost: {authority}\r\n"
-    if proxy.authorization is not None:
-        head += f"proxy-authorization: {proxy.authorization}\r\n"
-    transport.write(head.encode("latin-1") + b"\r\n")
-    status_line = await tunnel.answered
-    parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].startswith("2"):
-        raise ProxyRefused(f"the proxy at {proxy.host}:{proxy.port} answered {status_line!r}")
-
-
 class TunnelOpening(asyncio.Protocol):
-    """The protocol of a connection to a proxy until its CONNECT is answered: `answered`
-    resolves to the answer's status line once its head has arrived."""
+    """The protocol of a connection to a proxy until the proxy has answered its CONNECT."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.answered: asyncio.Future[str] = loop.create_future()
         self._head = b""
+        self._transport: asyncio.Transport | None = None
+
+    async def establish(self, address: str, proxy: Proxy) -> None:
+        """Ask the proxy for a tunnel to `address` (`host:port`); returns once it said yes,
+        raises `ProxyRefused` otherwise."""
+        assert self._transport is not None
+        head = f"CONNECT {address} HTTP/1.1\r\nhost: {address}\r\n"
+        if proxy.authorization is not None:
+            head += f"proxy-authorization: {proxy.authorization}\r\n"
+        self._transport.write(head.encode("latin-1") + b"\r\n")
+        status_line = await self.answered
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].startswith("2"):
+            raise ProxyRefused(f"the proxy at {proxy.host}:{proxy.port} answered {status_line!r}")
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
 
     def data_received(self, data: bytes) -> None:
         if self.answered.done():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -130,15 +129,22 @@ class FlakyStore(SqlCounters):
         await super().settle(scopes, lease, reserved, actual)
 
 
-async def test_a_settlement_refused_by_an_outage_lands_on_a_later_tidy(keys, ledger, db):
-    key, _ = await keys.create("patient", budget_usd=1.0)
+async def settled_in_an_outage(keys, ledger, db, name: str) -> tuple:
+    """A key's call reserved, then settled at $0.0005 while the store is down (which does not
+    raise: the answer still goes out); returns (budgets, store, key, hold)."""
+    key, _ = await keys.create(name, budget_usd=1.0)
     budgets = Budgets(BudgetConfig(), ledger)
     budgets.counters = store = FlakyStore(db)
     meter = budgets.meter(key, None)
     hold = await meter.reserve(MODEL, ASK)
     store.down = True
+    await meter.settle(hold, 0.0005)
+    return budgets, store, key, hold
 
-    await meter.settle(hold, 0.0005)  # does not raise: the answer still goes out
+
+async def test_a_settlement_refused_by_an_outage_lands_on_a_later_tidy(keys, ledger, db):
+    budgets, store, key, hold = await settled_in_an_outage(keys, ledger, db, "patient")
+
     with pytest.raises(ConnectionError):
         await budgets.tidy()
     held = await budgets.status(key)
@@ -157,9 +163,8 @@ async def test_tidy_releases_a_reservation_whose_holder_never_settled(keys, ledg
     config = BudgetConfig(reservation_lease_s=60)
     budgets = Budgets(config, ledger, wall=lambda: now[0])
     budgets.counters = SqlCounters(db)
-    abandoned = budgets.meter(key, None)  # reserve() stamps the lease from the real clock
-    await abandoned.reserve(MODEL, ASK)
-    now[0] = time.time() + 61
+    await budgets.meter(key, None).reserve(MODEL, ASK)  # and never settled
+    now[0] += 61
 
     assert await budgets.tidy() == 1
 
@@ -167,13 +172,7 @@ async def test_tidy_releases_a_reservation_whose_holder_never_settled(keys, ledg
 
 
 async def test_a_settlement_still_refused_at_shutdown_is_logged_whole(keys, ledger, db, caplog):
-    key, _ = await keys.create("unlucky", budget_usd=1.0)
-    budgets = Budgets(BudgetConfig(), ledger)
-    budgets.counters = store = FlakyStore(db)
-    meter = budgets.meter(key, None)
-    hold = await meter.reserve(MODEL, ASK)
-    store.down = True
-    await meter.settle(hold, 0.0005)
+    budgets, _, _, hold = await settled_in_an_outage(keys, ledger, db, "unlucky")
 
     await budgets.close()
 
