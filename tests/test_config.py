@@ -118,18 +118,6 @@ def test_check_config_command_accepts_the_example(capsys):
     assert "ok" in capsys.readouterr().out
 
 
-def test_check_config_warns_of_a_lease_shorter_than_a_providers_timeout(tmp_path, capsys):
-    raw = config_dict()
-    raw["budgets"] = {"reservation_lease_s": 30}
-    path = tmp_path / "short-lease.yaml"
-    path.write_text(yaml.safe_dump(raw))
-
-    assert main(["check-config", str(path)]) == 0
-
-    err = capsys.readouterr().err
-    assert "warning: budgets.reservation_lease_s: 30 s is shorter than providers." in err
-
-
 def test_serve_refuses_a_bad_config_with_the_same_message(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("providers: {}\nmodels: {m: {provider: p, model: x}}\n")

@@ -5,8 +5,8 @@ configured), each in its current calendar period. Counters live in SQL or, when 
 Redis seeded from the ledger.
 
 Each process also keeps its budgets tidy (`tidy`, every few seconds): it retries the
-settlements an outage refused, then releases the reservations, its own or any replica's,
-whose leases lapsed unsettled.
+settlements an outage refused, renews the leases of its reservations whose calls are still
+running, then releases the reservations, any replica's, whose leases lapsed unsettled.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 
 from cascade_gateway.accounting.ledger import Ledger
 from cascade_gateway.auth.keys import ApiKey
-from cascade_gateway.budget.counters import NANO, Counters, Lease, Scope, to_nano
+from cascade_gateway.budget.counters import NANO, Counters, Scope, to_nano
+from cascade_gateway.budget.leases import Leases
 from cascade_gateway.budget.meter import UNMETERED, BudgetMeter, Meter, Settlement
 from cascade_gateway.budget.periods import Period, now_in, period_key, period_reset, period_start
 from cascade_gateway.config import BudgetConfig
-from cascade_gateway.ids import new_id
 
 GLOBAL = "global"
 # Redis counters outlive their period by this much, then expire.
@@ -47,13 +47,14 @@ class Budgets:
         self._ledger = ledger
         self._now = clock
         self._wall = wall
+        self.leases = Leases(config.reservation_lease_s, wall)
         self.counters: Counters | None = None
         self._unsettled: list[Settlement] = []
 
     @property
     def tidy_every_s(self) -> float:
-        """How often `tidy` should run: often enough that a lapsed lease is released soon
-        after it lapses, and a refused settlement retried within seconds."""
+        """How often `tidy` should run: often enough that a lease is renewed in time, a lapsed
+        one released soon after it lapses, and a refused settlement retried within seconds."""
         return min(5.0, self.config.reservation_lease_s / 4)
 
     def _scope(self, name: str, period: Period, limit_usd: float) -> Scope:
@@ -90,14 +91,11 @@ class Budgets:
             self.counters,
             scopes,
             default_max_tokens=self.config.default_max_output_tokens,
-            new_lease=self._new_lease,
+            leases=self.leases,
             unsettled=self._unsettled.append,
             degrade=policy == "degrade",
             describe=names,
         )
-
-    def _new_lease(self) -> Lease:
-        return Lease(new_id(), self._wall() + self.config.reservation_lease_s)
 
     @property
     def unsettled(self) -> int:
@@ -105,15 +103,21 @@ class Budgets:
         return len(self._unsettled)
 
     async def tidy(self) -> int:
-        """Retry the settlements the counters' store refused, in order, then release the
-        reservations whose leases lapsed; how many were released. Raises if the store is
-        still down (what was not settled stays queued)."""
+        """Retry the settlements the counters' store refused, in order, renew the leases due,
+        then release the reservations whose leases lapsed; how many were released. Raises if
+        the store is still down (what was not settled stays queued)."""
         assert self.counters is not None
         while self._unsettled:
             await self._unsettled[0].apply(self.counters)
             log.info("budget settled on a retry", extra={"fields": self._unsettled[0].describe()})
             del self._unsettled[0]
-        released = await self.counters.release_lapsed(self._wall())
+        due, expires_at = self.leases.due()
+        if due:
+            await self.counters.renew(due, expires_at)
+            self.leases.renewed(due, expires_at)
+        # Two rounds' grace: after an outage that outlasted leases, every live holder renews
+        # its own, and retries its settlements, before any replica releases them.
+        released = await self.counters.release_lapsed(self._wall() - 2 * self.tidy_every_s)
         if released:
             log.warning(
                 "released budget reservations whose leases lapsed unsettled",

@@ -5,10 +5,11 @@ if, for every scope it touches (the key, the whole gateway), `spent + reserved +
 holds *at that instant*; the check and the increment are one atomic step (a conditional UPDATE
 in SQL, a Lua script in Redis), which is what makes the budget exact under concurrency.
 
-Every reservation is recorded with a lease. One whose holder never settles it (a replica
-killed mid-call, a settlement lost to an outage) is released by any replica once its lease has
-lapsed (`release_lapsed`), instead of holding the budget for the rest of its period. Settling a
-reservation that was released that way charges its cost without releasing it a second time.
+Every reservation is recorded with a lease, which its holder renews while the call runs
+(`renew`). One whose holder is gone (a replica killed mid-call) is released by any replica once
+its lease has lapsed (`release_lapsed`), instead of holding the budget for the rest of its
+period. Settling a reservation that was released that way charges its cost without releasing it
+a second time.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ class Counters(Protocol):
     ) -> None:
         """Turn a reservation into a charge of `actual` (0 releases it); a reservation whose
         lease lapsed and was released is only charged."""
+        ...
+
+    async def renew(self, lease_ids: Sequence[str], expires_at: float) -> None:
+        """Move the lapse of these leases to `expires_at`; a lease already settled or released
+        stays gone."""
         ...
 
     async def release_lapsed(self, now: float) -> int:
@@ -131,6 +137,18 @@ class SqlCounters:
                     },
                 )
 
+    async def renew(self, lease_ids: Sequence[str], expires_at: float) -> None:
+        for start in range(0, len(lease_ids), _RENEW_BATCH):
+            batch = lease_ids[start : start + _RENEW_BATCH]
+            params: dict[str, object] = {f"id{i}": id_ for i, id_ in enumerate(batch)}
+            params["expires_at"] = expires_at
+            await self._db.execute(
+                "UPDATE budget_holds SET expires_at = :expires_at WHERE id IN ("
+                + ", ".join(f":id{i}" for i in range(len(batch)))
+                + ")",
+                params,
+            )
+
     async def release_lapsed(self, now: float) -> int:
         lapsed = await self._db.fetchall(
             "SELECT id, scopes, amount_nano FROM budget_holds WHERE expires_at < :now "
@@ -139,11 +157,12 @@ class SqlCounters:
         )
         released = 0
         for hold in lapsed:
-            # Each in its own transaction, and only if still there: its holder, or another
-            # replica, may be settling or releasing it at the same moment.
+            # Each in its own transaction, and only if still there and still lapsed: its
+            # holder may be settling or renewing it, another replica releasing it, right now.
             async with self._db.transaction() as conn:
                 if not await conn.execute(
-                    "DELETE FROM budget_holds WHERE id = :id", {"id": hold["id"]}
+                    "DELETE FROM budget_holds WHERE id = :id AND expires_at < :now",
+                    {"id": hold["id"], "now": now},
                 ):
                     continue
                 for name, period in json.loads(hold["scopes"]):
@@ -162,6 +181,10 @@ class SqlCounters:
             {"scope": name, "period": period},
         )
         return (row["spent_nano"], row["reserved_nano"]) if row else (0, 0)
+
+
+# Leases renewed per statement (a bound parameter each).
+_RENEW_BATCH = 500
 
 
 async def _ensure_row(conn: Connection, scope: Scope) -> None:
@@ -207,9 +230,12 @@ return 0
 """
 
 # KEYS: the reserved counters a lapsed lease holds, the set of leases, the hash of holdings.
-# ARGV: the lease's id, its amount. Nothing happens if it was settled or released meanwhile.
+# ARGV: the lease's id, its amount, now. Nothing happens if it was settled, renewed or released
+# meanwhile.
 _RELEASE = """
-if redis.call('ZREM', KEYS[#KEYS - 1], ARGV[1]) == 0 then return 0 end
+local expires_at = redis.call('ZSCORE', KEYS[#KEYS - 1], ARGV[1])
+if not expires_at or tonumber(expires_at) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZREM', KEYS[#KEYS - 1], ARGV[1])
 redis.call('HDEL', KEYS[#KEYS], ARGV[1])
 for i = 1, #KEYS - 2 do redis.call('DECRBY', KEYS[i], ARGV[2]) end
 return 1
@@ -267,6 +293,12 @@ class RedisCounters:
         keys = self._keys(scopes) + self._leases
         await self._settle(keys=keys, args=[reserved, actual, lease.id])
 
+    async def renew(self, lease_ids: Sequence[str], expires_at: float) -> None:
+        if lease_ids:
+            # XX: only leases still recorded; a settled or released one is not brought back.
+            mapping = dict.fromkeys(lease_ids, expires_at)
+            await self._redis.zadd(self._leases[0], mapping, xx=True)
+
     async def release_lapsed(self, now: float) -> int:
         ids = await self._redis.zrangebyscore(self._leases[0], "-inf", f"({now!r}", 0, 1000)
         if not ids:
@@ -278,7 +310,8 @@ class RedisCounters:
                 continue
             held = json.loads(holding)
             keys = [*held["reserved"], *self._leases]
-            released += int(await self._release(keys=keys, args=[lease_id, held["amount"]]))
+            args = [lease_id, held["amount"], repr(now)]
+            released += int(await self._release(keys=keys, args=args))
         return released
 
     async def usage(self, name: str, period: str) -> tuple[int, int]:

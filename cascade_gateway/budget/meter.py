@@ -5,8 +5,8 @@ tokenizers that count more than ours) at the input price, and `max_tokens` at th
 — and makes sure the upstream is asked for no more than `max_tokens`. After the call it settles
 the reservation to the real cost, or releases it. The spend recorded for a budget therefore
 never passes its limit, whatever the concurrency. Each reservation has a lease
-(`budgets.reservation_lease_s`): if this process dies before settling it, another releases it
-once the lease lapses.
+(`budgets.reservation_lease_s`), renewed while its call runs: if this process dies before
+settling it, another releases it once the lease lapses.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from cascade_gateway import tokens
 from cascade_gateway.budget.counters import Counters, Lease, Scope, to_nano
+from cascade_gateway.budget.leases import Leases
 from cascade_gateway.config import ResolvedModel
 from cascade_gateway.domain import ChatRequest
 from cascade_gateway.errors import BudgetExceeded
@@ -85,7 +86,7 @@ class BudgetMeter(Meter):
         scopes: Sequence[Scope],
         *,
         default_max_tokens: int,
-        new_lease: Callable[[], Lease],
+        leases: Leases,
         unsettled: Callable[[Settlement], None],
         degrade: bool = False,
         describe: dict[str, str] | None = None,
@@ -93,7 +94,7 @@ class BudgetMeter(Meter):
         self._counters = counters
         self._scopes = tuple(scopes)
         self._default_max_tokens = default_max_tokens
-        self._new_lease = new_lease
+        self._leases = leases
         # Where a settlement the counters' store refused goes, to be retried.
         self._unsettled = unsettled
         self.degrade = degrade
@@ -108,7 +109,7 @@ class BudgetMeter(Meter):
         prompt = self._prompt_tokens(request)
         worst_prompt = math.ceil(prompt * PROMPT_MARGIN) + PROMPT_SLACK_TOKENS
         amount = to_nano(model.price.cost(worst_prompt, max_tokens))
-        lease = self._new_lease()
+        lease = self._leases.new()
         refused = await self._counters.reserve(self._scopes, amount, lease)
         if refused is not None:
             what = self._describe.get(refused.name, refused.name)
@@ -118,6 +119,7 @@ class BudgetMeter(Meter):
                 "cannot cover it. Lower max_tokens, wait for the period to reset, or ask for a "
                 "larger budget."
             )
+        self._leases.hold(lease)
         return Hold(scopes=self._scopes, amount_nano=amount, request=bounded, lease=lease)
 
     async def settle(self, hold: Hold, cost_usd: float) -> None:
@@ -129,6 +131,7 @@ class BudgetMeter(Meter):
         reservation, more than was spent, never less.
         """
         assert hold.lease is not None
+        self._leases.end(hold.lease)
         settlement = Settlement(hold.scopes, hold.lease, hold.amount_nano, to_nano(cost_usd))
         try:
             await settlement.apply(self._counters)

@@ -157,18 +157,74 @@ async def test_a_settlement_refused_by_an_outage_lands_on_a_later_tidy(keys, led
     assert (settled["spend_usd"], settled["reserved_usd"]) == (pytest.approx(0.0005), 0)
 
 
-async def test_tidy_releases_a_reservation_whose_holder_never_settled(keys, ledger, db):
-    key, _ = await keys.create("orphaned", budget_usd=1.0)
-    now = [1_000_000.0]
-    config = BudgetConfig(reservation_lease_s=60)
-    budgets = Budgets(config, ledger, wall=lambda: now[0])
+class Wall:
+    """A settable wall clock, shared by the replicas of a test."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def replica(ledger, db, wall: Wall) -> Budgets:
+    """One gateway process's budgets, on the shared database, with one-minute leases."""
+    budgets = Budgets(BudgetConfig(reservation_lease_s=60), ledger, wall=wall)
     budgets.counters = SqlCounters(db)
-    await budgets.meter(key, None).reserve(MODEL, ASK)  # and never settled
-    now[0] += 61
+    return budgets
 
-    assert await budgets.tidy() == 1
 
-    assert (await budgets.status(key))["reserved_usd"] == 0
+async def test_tidy_renews_the_lease_of_a_call_still_running(keys, ledger, db):
+    key, _ = await keys.create("slow", budget_usd=1.0)
+    wall = Wall()
+    holder, other = replica(ledger, db, wall), replica(ledger, db, wall)
+    hold = await holder.meter(key, None).reserve(MODEL, ASK)
+
+    for _ in range(6):  # three minutes of a call, tidied every 30 s by both replicas
+        wall.now += 30
+        await holder.tidy()
+        assert await other.tidy() == 0
+
+    assert (await holder.status(key))["reserved_usd"] == pytest.approx(hold.amount_nano / 1e9)
+
+
+async def test_a_settled_reservation_is_no_longer_renewed(keys, ledger, db):
+    key, _ = await keys.create("done", budget_usd=1.0)
+    holder = replica(ledger, db, Wall())
+    meter = holder.meter(key, None)
+    hold = await meter.reserve(MODEL, ASK)
+
+    await meter.settle(hold, 0.0005)
+
+    assert holder.leases.held == 0
+
+
+async def test_another_replica_releases_a_reservation_whose_holder_died(keys, ledger, db):
+    key, _ = await keys.create("orphaned", budget_usd=1.0)
+    wall = Wall()
+    holder, other = replica(ledger, db, wall), replica(ledger, db, wall)
+    await holder.meter(key, None).reserve(MODEL, ASK)  # then the holder dies: no more tidying
+    wall.now += 60 + 2 * other.tidy_every_s + 1  # the lease, and two rounds' grace
+
+    assert await other.tidy() == 1
+
+    assert (await other.status(key))["reserved_usd"] == 0
+
+
+async def test_a_lease_lapsed_in_an_outage_is_renewed_by_its_live_holder_first(keys, ledger, db):
+    key, _ = await keys.create("outlasted", budget_usd=1.0)
+    wall = Wall()
+    holder, other = replica(ledger, db, wall), replica(ledger, db, wall)
+    hold = await holder.meter(key, None).reserve(MODEL, ASK)
+    wall.now += 65  # nobody could renew or release for 65 s; the store is back now
+
+    released = [await other.tidy()]  # the other replica's round comes first
+    await holder.tidy()
+    wall.now += 10
+    released.append(await other.tidy())
+
+    assert released == [0, 0]
+    assert (await holder.status(key))["reserved_usd"] == pytest.approx(hold.amount_nano / 1e9)
 
 
 async def test_a_settlement_still_refused_at_shutdown_is_logged_whole(keys, ledger, db, caplog):

@@ -144,6 +144,39 @@ async def test_a_settled_reservation_is_not_released_when_its_lease_lapses(count
     assert await counters.usage(scope.name, "total") == (25, 0)
 
 
+async def test_a_renewed_lease_lapses_at_its_new_time_not_its_first(counters):
+    scope, held = a_scope(100), lease(expires_at=NOW + 1)
+    await counters.reserve([scope], 60, held)
+
+    await counters.renew([held.id], NOW + 100)
+
+    assert await counters.release_lapsed(NOW + 50) == 0
+    assert await counters.usage(scope.name, "total") == (0, 60)
+    assert await counters.release_lapsed(NOW + 101) == 1
+
+
+async def test_renewing_a_settled_lease_does_not_bring_its_reservation_back(counters):
+    scope, held = a_scope(100), lease()
+    await counters.reserve([scope], 60, held)
+    await counters.settle([scope], held, reserved=60, actual=25)
+
+    await counters.renew([held.id], NOW + 100)
+
+    assert await counters.release_lapsed(NOW + 1000) == 0
+    assert await counters.usage(scope.name, "total") == (25, 0)
+
+
+async def test_renewing_leases_by_the_thousand_renews_every_one(counters):
+    scope = a_scope(10_000)
+    held = [lease(expires_at=NOW + 1) for _ in range(1_200)]
+    for each in held:
+        await counters.reserve([scope], 1, each)
+
+    await counters.renew([each.id for each in held], NOW + 100)
+
+    assert await counters.release_lapsed(NOW + 50) == 0
+
+
 async def test_settling_after_redis_lost_its_data_leaves_no_counter_below_zero(redis_url):
     import redis.asyncio as aioredis
 
