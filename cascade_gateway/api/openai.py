@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP surface: `/v1/chat/completions` and `/v1/models`."""
+"""The OpenAI-compatible HTTP surface: `/v1/chat/completions`, `/v1/models` and
+`/v1/models/{model}`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from starlette.types import Receive, Scope, Send
 
 from cascade_gateway.api import protocol, serving
 from cascade_gateway.api.auth import CallerDep, identify
-from cascade_gateway.api.deps import EngineDep
+from cascade_gateway.api.deps import EngineDep, ServicesDep
 from cascade_gateway.api.errors import gateway_error_response
+from cascade_gateway.cascade.engine import Route
 from cascade_gateway.errors import GatewayError, MethodNotAllowed
 from cascade_gateway.services import Services
 
@@ -62,17 +64,21 @@ async def list_models(engine: EngineDep, caller: CallerDep) -> dict[str, Any]:
     """Cascades first, then every model alias (which bypasses the cascade)."""
     visible = [r for r in engine.routes.values() if caller.key is None or caller.key.allows(r.name)]
     routes = sorted(visible, key=lambda r: (r.mode != "cascade", r.name))
+    return {"object": "list", "data": [_model(route) for route in routes]}
+
+
+@router.get("/models/{model:path}")
+async def retrieve_model(model: str, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    """One cascade or model alias, as `/v1/models` lists it (404 if this caller cannot use it)."""
+    return _model(serving.route_for(services, caller, model))
+
+
+def _model(route: Route) -> dict[str, Any]:
     return {
-        "object": "list",
-        "data": [
-            {
-                "id": route.name,
-                "object": "model",
-                "created": 0,
-                "owned_by": "cascade-gateway",
-                "mode": route.mode,
-                "tiers": [t.model.alias for t in route.tiers],
-            }
-            for route in routes
-        ],
+        "id": route.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "cascade-gateway",
+        "mode": route.mode,
+        "tiers": [t.model.alias for t in route.tiers],
     }

@@ -279,6 +279,21 @@ def test_models_lists_cascades_then_models(client):
     assert {"small", "medium", "large", "haiku"} <= set(ids)
 
 
+def test_a_model_is_looked_up_by_its_id_as_the_list_shows_it(client):
+    listed = {m.id: m for m in client.models.list()}
+
+    assert client.models.retrieve("default") == listed["default"]
+    assert client.models.retrieve("large").model_extra["mode"] == "direct"
+
+
+def test_looking_up_an_unknown_model_is_a_404_model_not_found(client):
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("no-such-model")
+
+    assert caught.value.code == "model_not_found"
+    assert "no-such-model" in caught.value.message
+
+
 def test_anthropic_draft_is_accepted_through_the_messages_api(client, upstream):
     upstream.add(Rule(model="claude-draft", protocol="anthropic", reply=Reply(text=GOOD)))
 

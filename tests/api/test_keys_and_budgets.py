@@ -100,6 +100,15 @@ def test_a_key_only_sees_the_cascades_it_was_given(new_key):
         client.chat.completions.create(model="large", messages=QUESTION)
 
 
+def test_a_key_cannot_look_up_a_cascade_it_was_not_given(new_key):
+    _, client = new_key(cascades=["default"])
+
+    assert client.models.retrieve("default").id == "default"
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("large")
+    assert caught.value.code == "model_not_found"
+
+
 def test_an_exhausted_budget_is_a_402_insufficient_quota(new_key, upstream):
     upstream.add(Rule(model="strong-model", reply=Reply(text=GOOD)))
     _, client = new_key(budget_usd=0.000001)
