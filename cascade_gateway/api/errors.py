@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from cascade_gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 
@@ -31,6 +32,10 @@ async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, ClientDisconnect):
+        # FastAPI reports a body cut short by the client as a 400; there is no one to answer,
+        # and the request envelope logs it as such (499).
+        raise exc.__cause__
     if exc.status_code == 404:
         error: GatewayError = NotFound(f"Unknown path: {request.method} {request.url.path}")
     elif exc.status_code == 405:

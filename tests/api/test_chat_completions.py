@@ -399,10 +399,13 @@ def test_a_body_sent_in_pieces_is_read_whole(http, upstream):
     assert response.json()["choices"][0]["message"]["content"] == GOOD
 
 
-def test_a_client_gone_before_its_body_is_whole_is_logged_as_499_not_an_error(gateway_url, caplog):
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/query"])
+def test_a_client_gone_before_its_body_is_whole_is_logged_as_499_not_an_error(
+    gateway_url, caplog, path
+):
     host, port = gateway_url.removeprefix("http://").split(":")
     head = (
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: gateway\r\n"
         "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
     )
 
