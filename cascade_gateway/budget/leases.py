@@ -36,6 +36,7 @@ class Leases:
 
     @property
     def held(self) -> int:
+        """How many leases are held (and renewed when due)."""
         return len(self._expiry)
 
     def due(self) -> tuple[list[str], float]:

@@ -128,7 +128,8 @@ class BudgetMeter(Meter):
         Never raises for the counters' store: the call was made and paid for, and its answer
         must still reach the client. A settlement the store refuses (an outage) is handed on
         to be retried (`Budgets.tidy`); until it lands, the budget is held for the
-        reservation, more than was spent, never less.
+        reservation, more than was spent, never less (unless the store stays out of this
+        process's reach past the lease while other replicas reach it: they release it then).
         """
         assert hold.lease is not None
         self._leases.end(hold.lease)
