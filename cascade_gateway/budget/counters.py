@@ -138,15 +138,10 @@ class SqlCounters:
                 )
 
     async def renew(self, lease_ids: Sequence[str], expires_at: float) -> None:
-        for start in range(0, len(lease_ids), _RENEW_BATCH):
-            batch = lease_ids[start : start + _RENEW_BATCH]
-            params: dict[str, object] = {f"id{i}": id_ for i, id_ in enumerate(batch)}
-            params["expires_at"] = expires_at
-            await self._db.execute(
-                "UPDATE budget_holds SET expires_at = :expires_at WHERE id IN ("
-                + ", ".join(f":id{i}" for i in range(len(batch)))
-                + ")",
-                params,
+        async with self._db.transaction() as conn:
+            await conn.executemany(
+                "UPDATE budget_holds SET expires_at = :expires_at WHERE id = :id",
+                [{"id": id_, "expires_at": expires_at} for id_ in lease_ids],
             )
 
     async def release_lapsed(self, now: float) -> int:
@@ -181,10 +176,6 @@ class SqlCounters:
             {"scope": name, "period": period},
         )
         return (row["spent_nano"], row["reserved_nano"]) if row else (0, 0)
-
-
-# Leases renewed per statement (a bound parameter each).
-_RENEW_BATCH = 500
 
 
 async def _ensure_row(conn: Connection, scope: Scope) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from cascade_gateway.accounting.ledger import Ledger
@@ -17,3 +19,13 @@ def ledger(db: Database) -> Ledger:
 @pytest.fixture
 def keys(db: Database) -> KeyStore:
     return KeyStore(db)
+
+
+@dataclass
+class Wall:
+    """A settable wall clock (unix seconds), shared by the replicas of a test."""
+
+    now: float = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -15,6 +15,7 @@ from cascade_gateway.config import BudgetConfig, ResolvedModel
 from cascade_gateway.domain import ChatRequest
 from cascade_gateway.errors import BudgetExceeded
 from cascade_gateway.pricing import Price
+from tests.budget.conftest import Wall
 
 MODEL = ResolvedModel(
     alias="large",
@@ -155,16 +156,6 @@ async def test_a_settlement_refused_by_an_outage_lands_on_a_later_tidy(keys, led
     assert budgets.unsettled == 0
     settled = await budgets.status(key)
     assert (settled["spend_usd"], settled["reserved_usd"]) == (pytest.approx(0.0005), 0)
-
-
-class Wall:
-    """A settable wall clock, shared by the replicas of a test."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def replica(ledger, db, wall: Wall) -> Budgets:

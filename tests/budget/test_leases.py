@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from cascade_gateway.budget.counters import Lease
 from cascade_gateway.budget.leases import Leases
-
-
-class Wall:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.budget.conftest import Wall
 
 
 def one_held(wall: Wall) -> tuple[Leases, Lease]:
