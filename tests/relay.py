@@ -14,7 +14,9 @@ class Relay:
 
     `cut()` closes every connection it carries and refuses (accepts, then closes) new ones,
     as a server that went away would look to its clients; `stall()` keeps connections open but
-    drops what they carry, as a server that hangs would look; `restore()` undoes either.
+    drops what they carry, as a server that hangs would look; `deafen()` passes what clients
+    send but drops the server's answers, as answers lost on the way would look; `restore()`
+    undoes any of them.
     """
 
     def __init__(self, host: str, port: int) -> None:
@@ -25,6 +27,7 @@ class Relay:
         self._open: list[socket.socket] = []
         self._cut = False
         self._stalled = False
+        self._deaf = False
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -46,10 +49,14 @@ class Relay:
     def stall(self) -> None:
         self._stalled = True
 
+    def deafen(self) -> None:
+        self._deaf = True
+
     def restore(self) -> None:
         with self._lock:
             self._cut = False
             self._stalled = False
+            self._deaf = False
 
     @contextmanager
     def down(self) -> Iterator[None]:
@@ -64,6 +71,15 @@ class Relay:
     def hung(self) -> Iterator[None]:
         """Stalled for the length of the block."""
         self.stall()
+        try:
+            yield
+        finally:
+            self.restore()
+
+    @contextmanager
+    def answers_lost(self) -> Iterator[None]:
+        """Deaf for the length of the block."""
+        self.deafen()
         try:
             yield
         finally:
@@ -96,12 +112,12 @@ class Relay:
                 _close(server)
                 continue
             threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, answers: bool = False) -> None:
         with suppress(OSError):
             while data := source.recv(65536):
-                if not self._stalled:
+                if not (self._stalled or (answers and self._deaf)):
                     sink.sendall(data)
         _close(source)
         _close(sink)

@@ -10,6 +10,12 @@ Every reservation is recorded with a lease, which its holder renews while the ca
 its lease has lapsed (`release_lapsed`), instead of holding the budget for the rest of its
 period. Settling a reservation that was released that way charges its cost without releasing it
 a second time.
+
+Reserving and settling may be tried again under the same lease, as a retry after an answer
+that got lost (a timeout, a connection lost while committing: the first try may have landed),
+and land once: a lease already recorded is not reserved again, and a settlement is applied only
+while its reservation is still held or released-but-unsettled (`budget_released` in SQL, a
+marker in Redis, kept for `RELEASED_KEPT_S`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from typing import Any, Protocol
 from cascade_gateway.storage.database import Connection, Database
 
 NANO = 1_000_000_000
+# How long a reservation released for its lapsed lease waits for its settlement: longer than
+# any outage a queued settlement could outlast, short enough that the markers stay few.
+RELEASED_KEPT_S = 7 * 86400
 
 
 def to_nano(usd: float) -> int:
@@ -53,14 +62,16 @@ class Lease:
 
 class Counters(Protocol):
     async def reserve(self, scopes: Sequence[Scope], amount: int, lease: Lease) -> Scope | None:
-        """Reserve `amount` on every scope, or on none; the scope that refused, else None."""
+        """Reserve `amount` on every scope, or on none; the scope that refused, else None.
+        Once per lease: tried again after it landed, it reserves nothing more."""
         ...
 
     async def settle(
         self, scopes: Sequence[Scope], lease: Lease, reserved: int, actual: int
     ) -> None:
         """Turn a reservation into a charge of `actual` (0 releases it); a reservation whose
-        lease lapsed and was released is only charged."""
+        lease lapsed and was released is only charged. Once per lease: tried again after it
+        landed, it charges nothing more."""
         ...
 
     async def renew(self, lease_ids: Sequence[str], expires_at: float) -> None:
@@ -91,6 +102,17 @@ class SqlCounters:
     async def reserve(self, scopes: Sequence[Scope], amount: int, lease: Lease) -> Scope | None:
         try:
             async with self._db.transaction() as conn:
+                if not await conn.execute(
+                    "INSERT INTO budget_holds (id, scopes, amount_nano, expires_at) "
+                    "VALUES (:id, :scopes, :amount, :expires_at) ON CONFLICT (id) DO NOTHING",
+                    {
+                        "id": lease.id,
+                        "scopes": json.dumps([[scope.name, scope.period] for scope in scopes]),
+                        "amount": amount,
+                        "expires_at": lease.expires_at,
+                    },
+                ):
+                    return None  # reserved by an earlier try
                 for scope in scopes:
                     await _ensure_row(conn, scope)
                     changed = await conn.execute(
@@ -106,16 +128,6 @@ class SqlCounters:
                     )
                     if changed != 1:
                         raise _Refused(scope)
-                await conn.execute(
-                    "INSERT INTO budget_holds (id, scopes, amount_nano, expires_at) "
-                    "VALUES (:id, :scopes, :amount, :expires_at)",
-                    {
-                        "id": lease.id,
-                        "scopes": json.dumps([[scope.name, scope.period] for scope in scopes]),
-                        "amount": amount,
-                        "expires_at": lease.expires_at,
-                    },
-                )
         except _Refused as refused:
             return refused.scope
         return None
@@ -125,6 +137,10 @@ class SqlCounters:
     ) -> None:
         async with self._db.transaction() as conn:
             held = await conn.execute("DELETE FROM budget_holds WHERE id = :id", {"id": lease.id})
+            if not held and not await conn.execute(
+                "DELETE FROM budget_released WHERE id = :id", {"id": lease.id}
+            ):
+                return  # settled by an earlier try
             for scope in scopes:
                 await conn.execute(
                     "UPDATE budget_counters SET reserved_nano = reserved_nano - :reserved, "
@@ -166,7 +182,16 @@ class SqlCounters:
                         "WHERE scope = :scope AND period = :period",
                         {"amount": hold["amount_nano"], "scope": name, "period": period},
                     )
+                await conn.execute(
+                    "INSERT INTO budget_released (id, released_at) VALUES (:id, :now)",
+                    {"id": hold["id"], "now": now},
+                )
             released += 1
+        if released:  # markers come only from releases: forget the old ones now
+            await self._db.execute(
+                "DELETE FROM budget_released WHERE released_at < :then",
+                {"then": now - RELEASED_KEPT_S},
+            )
         return released
 
     async def usage(self, name: str, period: str) -> tuple[int, int]:
@@ -187,48 +212,64 @@ async def _ensure_row(conn: Connection, scope: Scope) -> None:
 
 
 # KEYS: spent and reserved counter of each scope, in pairs, then the set of leases (by when they
-# lapse) and the hash of what each holds. ARGV: amount, each limit, the lease's id, when it
-# lapses, and what it holds. A missing `spent` counter (first use, or Redis lost its data) is
-# reported as -index so the caller can seed it from the durable ledger before trying again.
+# lapse), the hash of what each holds, and the epoch (an id of what Redis holds, made anew when
+# it lost its data). ARGV: amount, each limit, the lease's id, when it lapses, what it holds.
+# Returns {outcome, epoch}. A lease already recorded was reserved by an earlier try: outcome 0.
+# A missing `spent` counter (first use, or Redis lost its data) is reported as -index so the
+# caller can seed it from the durable ledger before trying again.
 _RESERVE = """
 local amount = tonumber(ARGV[1])
-local n = (#KEYS - 2) / 2
+local n = (#KEYS - 3) / 2
+local epoch = redis.call('GET', KEYS[#KEYS])
+if not epoch then
+  epoch = ARGV[n + 2]
+  redis.call('SET', KEYS[#KEYS], epoch)
+end
+if redis.call('ZSCORE', KEYS[#KEYS - 2], ARGV[n + 2]) then return {0, epoch} end
 for i = 1, n do
   local spent = redis.call('GET', KEYS[2 * i - 1])
-  if not spent then return -i end
+  if not spent then return {-i, epoch} end
   local reserved = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
-  if tonumber(spent) + reserved + amount > tonumber(ARGV[i + 1]) then return i end
+  if tonumber(spent) + reserved + amount > tonumber(ARGV[i + 1]) then return {i, epoch} end
 end
 for i = 1, n do redis.call('INCRBY', KEYS[2 * i], amount) end
-redis.call('ZADD', KEYS[#KEYS - 1], ARGV[n + 3], ARGV[n + 2])
-redis.call('HSET', KEYS[#KEYS], ARGV[n + 2], ARGV[n + 4])
-return 0
+redis.call('ZADD', KEYS[#KEYS - 2], ARGV[n + 3], ARGV[n + 2])
+redis.call('HSET', KEYS[#KEYS - 1], ARGV[n + 2], ARGV[n + 4])
+return {0, epoch}
 """
 
-# KEYS as for _RESERVE. ARGV: reserved, actual, the lease's id. The reservation is released
-# only if its lease is still recorded: not if it lapsed and was released, nor if Redis lost it
-# (with the counters it was on). A lost `spent` counter is left for the ledger to seed.
+# KEYS as for _RESERVE, then the lease's released marker. ARGV: reserved, actual, the lease's
+# id, the epoch it was reserved in. The reservation is released only if its lease is still
+# recorded, and the cost charged only then, or if it was released for its lapsed lease (the
+# marker, deleted as it is used), or if Redis lost its data since (the epoch changed) and the
+# counter has been seeded again. Otherwise an earlier try settled it: nothing is done. A
+# lost `spent` counter is left for the ledger to seed.
 _SETTLE = """
-local held = redis.call('ZREM', KEYS[#KEYS - 1], ARGV[3])
-redis.call('HDEL', KEYS[#KEYS], ARGV[3])
-for i = 1, (#KEYS - 2) / 2 do
+local held = redis.call('ZREM', KEYS[#KEYS - 3], ARGV[3])
+redis.call('HDEL', KEYS[#KEYS - 2], ARGV[3])
+if held == 0 and redis.call('DEL', KEYS[#KEYS]) == 0
+    and redis.call('GET', KEYS[#KEYS - 1]) == ARGV[4] then
+  return 0
+end
+for i = 1, (#KEYS - 4) / 2 do
   if held == 1 then redis.call('DECRBY', KEYS[2 * i], ARGV[1]) end
   if redis.call('EXISTS', KEYS[2 * i - 1]) == 1 then
     redis.call('INCRBY', KEYS[2 * i - 1], ARGV[2])
   end
 end
-return 0
+return 1
 """
 
-# KEYS: the reserved counters a lapsed lease holds, the set of leases, the hash of holdings.
-# ARGV: the lease's id, its amount, now. Nothing happens if it was settled, renewed or released
-# meanwhile.
+# KEYS: the reserved counters a lapsed lease holds, the set of leases, the hash of holdings,
+# the lease's released marker. ARGV: the lease's id, its amount, now, how long the marker is
+# kept. Nothing happens if it was settled, renewed or released meanwhile.
 _RELEASE = """
-local expires_at = redis.call('ZSCORE', KEYS[#KEYS - 1], ARGV[1])
+local expires_at = redis.call('ZSCORE', KEYS[#KEYS - 2], ARGV[1])
 if not expires_at or tonumber(expires_at) >= tonumber(ARGV[3]) then return 0 end
-redis.call('ZREM', KEYS[#KEYS - 1], ARGV[1])
-redis.call('HDEL', KEYS[#KEYS], ARGV[1])
-for i = 1, #KEYS - 2 do redis.call('DECRBY', KEYS[i], ARGV[2]) end
+redis.call('ZREM', KEYS[#KEYS - 2], ARGV[1])
+redis.call('HDEL', KEYS[#KEYS - 1], ARGV[1])
+redis.call('SET', KEYS[#KEYS], 1, 'EX', ARGV[4])
+for i = 1, #KEYS - 3 do redis.call('DECRBY', KEYS[i], ARGV[2]) end
 return 1
 """
 
@@ -246,10 +287,12 @@ class RedisCounters:
         self._redis = redis
         self._seeder = seeder
         self._prefix = prefix
-        self._leases = [f"{prefix}:leases", f"{prefix}:holdings"]
+        self._leases = [f"{prefix}:leases", f"{prefix}:holdings", f"{prefix}:epoch"]
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
         self._release = redis.register_script(_RELEASE)
+        # The epoch each reservation of this process was made in, until it is settled.
+        self._epochs: dict[str, bytes] = {}
 
     def _keys(self, scopes: Sequence[Scope]) -> list[str]:
         keys = []
@@ -258,18 +301,23 @@ class RedisCounters:
             keys += [f"{base}:spent", f"{base}:reserved"]
         return keys
 
+    def _released(self, lease_id: str | bytes) -> str:
+        name = lease_id.decode() if isinstance(lease_id, bytes) else lease_id
+        return f"{self._prefix}:released:{name}"
+
     async def reserve(self, scopes: Sequence[Scope], amount: int, lease: Lease) -> Scope | None:
         keys = self._keys(scopes)
         holding = json.dumps({"reserved": keys[1::2], "amount": amount})
         limits = [scope.limit_nano for scope in scopes]
         args = [amount, *limits, lease.id, repr(lease.expires_at), holding]
         while True:
-            result = int(await self._reserve(keys=keys + self._leases, args=args))
-            if result == 0:
+            outcome, epoch = await self._reserve(keys=keys + self._leases, args=args)
+            if outcome == 0:
+                self._epochs[lease.id] = epoch
                 return None
-            if result > 0:
-                return scopes[result - 1]
-            await self._seed(scopes[-result - 1])
+            if outcome > 0:
+                return scopes[outcome - 1]
+            await self._seed(scopes[-outcome - 1])
 
     async def _seed(self, scope: Scope) -> None:
         spent = await self._seeder.spent_nano(scope)
@@ -281,8 +329,12 @@ class RedisCounters:
     async def settle(
         self, scopes: Sequence[Scope], lease: Lease, reserved: int, actual: int
     ) -> None:
-        keys = self._keys(scopes) + self._leases
-        await self._settle(keys=keys, args=[reserved, actual, lease.id])
+        epoch = self._epochs.get(lease.id)
+        if epoch is None:
+            return  # settled already, and this process had the answer
+        keys = [*self._keys(scopes), *self._leases, self._released(lease.id)]
+        await self._settle(keys=keys, args=[reserved, actual, lease.id, epoch])
+        del self._epochs[lease.id]  # only once it landed: a retry needs it
 
     async def renew(self, lease_ids: Sequence[str], expires_at: float) -> None:
         if lease_ids:
@@ -300,8 +352,8 @@ class RedisCounters:
             if holding is None:  # settled between the two reads
                 continue
             held = json.loads(holding)
-            keys = [*held["reserved"], *self._leases]
-            args = [lease_id, held["amount"], repr(now)]
+            keys = [*held["reserved"], *self._leases[:2], self._released(lease_id)]
+            args = [lease_id, held["amount"], repr(now), RELEASED_KEPT_S]
             released += int(await self._release(keys=keys, args=args))
         return released
 

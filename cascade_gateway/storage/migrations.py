@@ -93,6 +93,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX budget_holds_expiry ON budget_holds (expires_at)",
         ],
     ),
+    (
+        4,
+        "budget reservations released for a lapsed lease, until their settlement comes",
+        [
+            """CREATE TABLE budget_released (
+                id TEXT PRIMARY KEY,
+                released_at DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX budget_released_time ON budget_released (released_at)",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

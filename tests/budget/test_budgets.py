@@ -120,14 +120,18 @@ async def test_a_cascade_counts_its_prompt_once_for_all_its_tiers(keys, ledger, 
 
 
 class FlakyStore(SqlCounters):
-    """Counters whose store refuses settlements while `down`, as during an outage."""
+    """Counters whose store refuses settlements while `down`, as during an outage, or applies
+    them but loses its answer while `deaf`, as a connection lost while committing."""
 
     down = False
+    deaf = False
 
     async def settle(self, scopes, lease, reserved, actual):
         if self.down:
             raise ConnectionError("the store is down")
         await super().settle(scopes, lease, reserved, actual)
+        if self.deaf:
+            raise ConnectionError("connection lost while committing")
 
 
 async def settled_in_an_outage(keys, ledger, db, name: str) -> tuple:
@@ -153,6 +157,23 @@ async def test_a_settlement_refused_by_an_outage_lands_on_a_later_tidy(keys, led
     await budgets.tidy()
 
     assert held["reserved_usd"] == pytest.approx(hold.amount_nano / 1e9)
+    assert budgets.unsettled == 0
+    settled = await budgets.status(key)
+    assert (settled["spend_usd"], settled["reserved_usd"]) == (pytest.approx(0.0005), 0)
+
+
+async def test_a_settlement_whose_answer_was_lost_is_charged_once_by_its_retry(keys, ledger, db):
+    key, _ = await keys.create("unanswered", budget_usd=1.0)
+    budgets = Budgets(BudgetConfig(), ledger)
+    budgets.counters = store = FlakyStore(db)
+    meter = budgets.meter(key, None)
+    hold = await meter.reserve(MODEL, ASK)
+    store.deaf = True
+    await meter.settle(hold, 0.0005)
+    store.deaf = False
+
+    await budgets.tidy()
+
     assert budgets.unsettled == 0
     settled = await budgets.status(key)
     assert (settled["spend_usd"], settled["reserved_usd"]) == (pytest.approx(0.0005), 0)

@@ -6,12 +6,22 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
+from redis.exceptions import TimeoutError as RedisTimeout
 
-from cascade_gateway.budget.counters import Counters, Lease, RedisCounters, Scope, SqlCounters
+from cascade_gateway.budget.counters import (
+    RELEASED_KEPT_S,
+    Counters,
+    Lease,
+    RedisCounters,
+    Scope,
+    SqlCounters,
+)
 from cascade_gateway.storage.database import open_database
 from cascade_gateway.storage.migrations import migrate
+from tests.relay import Relay, relay_to
 
 # Leases in these tests lapse at made-up times, long before any real gateway's.
 NOW = 1_000.0
@@ -28,16 +38,45 @@ class NothingSpent:
         return 0
 
 
+class RedisAlone:
+    """Counters on Redis under a prefix of their own, which can lose their data."""
+
+    def __init__(self, client, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.counters = RedisCounters(client, NothingSpent(), prefix=prefix)
+
+    async def lose_data(self) -> None:
+        """As a restart of a Redis without persistence would."""
+        await self.client.delete(
+            *[key async for key in self.client.scan_iter(f"{self.prefix}:*")] or ["-"]
+        )
+
+
+@asynccontextmanager
+async def redis_alone_at(url: str) -> AsyncIterator[RedisAlone]:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(url)
+    alone = RedisAlone(client, f"cascade-test:{uuid.uuid4().hex}")
+    try:
+        yield alone
+    finally:
+        await alone.lose_data()
+        await client.aclose()
+
+
+@pytest.fixture
+async def redis_alone(redis_url: str) -> AsyncIterator[RedisAlone]:
+    async with redis_alone_at(redis_url) as alone:
+        yield alone
+
+
 @pytest.fixture(params=["sqlite", "postgresql", "redis"])
 async def counters(request: pytest.FixtureRequest) -> AsyncIterator[Counters]:
     if request.param == "redis":
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(request.getfixturevalue("redis_url"))
-        prefix = f"cascade-test:{uuid.uuid4().hex}"
-        yield RedisCounters(client, NothingSpent(), prefix=prefix)
-        await client.delete(*[key async for key in client.scan_iter(f"{prefix}:*")] or ["-"])
-        await client.aclose()
+        async with redis_alone_at(request.getfixturevalue("redis_url")) as alone:
+            yield alone.counters
         return
     url = "sqlite://" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     db = await open_database(url)
@@ -144,6 +183,36 @@ async def test_a_settled_reservation_is_not_released_when_its_lease_lapses(count
     assert await counters.usage(scope.name, "total") == (25, 0)
 
 
+async def test_a_reservation_tried_again_under_its_lease_is_held_once(counters):
+    scope, held = a_scope(100), lease()
+    await counters.reserve([scope], 60, held)
+
+    assert await counters.reserve([scope], 60, held) is None  # its first answer was lost
+
+    assert await counters.usage(scope.name, "total") == (0, 60)
+
+
+async def test_a_settlement_tried_again_after_it_landed_charges_once(counters):
+    scope, held = a_scope(100), lease()
+    await counters.reserve([scope], 60, held)
+    await counters.settle([scope], held, reserved=60, actual=25)
+
+    await counters.settle([scope], held, reserved=60, actual=25)  # its first answer was lost
+
+    assert await counters.usage(scope.name, "total") == (25, 0)
+
+
+async def test_a_released_reservation_settled_twice_is_charged_once(counters):
+    scope, late = a_scope(100), lease(expires_at=NOW - 1)
+    await counters.reserve([scope], 60, late)
+    await counters.release_lapsed(NOW)
+
+    for _ in range(2):
+        await counters.settle([scope], late, reserved=60, actual=25)
+
+    assert await counters.usage(scope.name, "total") == (25, 0)
+
+
 async def test_a_renewed_lease_lapses_at_its_new_time_not_its_first(counters):
     scope, held = a_scope(100), lease(expires_at=NOW + 1)
     await counters.reserve([scope], 60, held)
@@ -177,18 +246,99 @@ async def test_renewing_leases_by_the_thousand_renews_every_one(counters):
     assert await counters.release_lapsed(NOW + 50) == 0
 
 
-async def test_settling_after_redis_lost_its_data_leaves_no_counter_below_zero(redis_url):
-    import redis.asyncio as aioredis
-
-    client = aioredis.from_url(redis_url)
-    prefix = f"cascade-test:{uuid.uuid4().hex}"
-    counters = RedisCounters(client, NothingSpent(), prefix=prefix)
-    scope, held = a_scope(100), lease()
+async def test_settling_after_redis_lost_its_data_leaves_no_counter_below_zero(redis_alone):
+    counters, scope, held = redis_alone.counters, a_scope(100), lease()
     await counters.reserve([scope], 60, held)
-    await client.delete(*[key async for key in client.scan_iter(f"{prefix}:*")])  # a restart
+    await redis_alone.lose_data()
 
     await counters.settle([scope], held, reserved=60, actual=25)
 
     # Nothing to release, and the spent counter is left for the ledger to seed.
     assert await counters.usage(scope.name, "total") == (0, 0)
-    await client.aclose()
+
+
+async def test_settling_after_redis_lost_its_data_charges_the_counter_seeded_since(redis_alone):
+    counters, scope, held = redis_alone.counters, a_scope(100), lease()
+    await counters.reserve([scope], 60, held)
+    await redis_alone.lose_data()
+    await counters.reserve([scope], 10, lease())  # seeds the counter again, from the ledger
+
+    await counters.settle([scope], held, reserved=60, actual=25)
+
+    # The ledger did not have this call yet when it seeded the counter: charged now.
+    assert await counters.usage(scope.name, "total") == (25, 10)
+
+
+@pytest.fixture
+async def redis_behind_a_relay(redis_url: str) -> AsyncIterator[tuple[RedisCounters, Relay]]:
+    """Counters on a Redis reached through a relay, by a client that waits 0.3 s for an
+    answer."""
+    import redis.asyncio as aioredis
+
+    with relay_to(redis_url) as relay:
+        client = aioredis.from_url(relay.url_for(redis_url), socket_timeout=0.3)
+        prefix = f"cascade-test:{uuid.uuid4().hex}"
+        yield RedisCounters(client, NothingSpent(), prefix=prefix), relay
+        await client.delete(*[key async for key in client.scan_iter(f"{prefix}:*")] or ["-"])
+        await client.aclose()
+
+
+async def test_a_redis_settlement_whose_answer_was_lost_charges_once_when_tried_again(
+    redis_behind_a_relay,
+):
+    counters, relay = redis_behind_a_relay
+    scope, held = a_scope(100), lease()
+    await counters.reserve([scope], 60, held)
+
+    with relay.answers_lost(), pytest.raises(RedisTimeout):
+        await counters.settle([scope], held, reserved=60, actual=25)
+    await counters.settle([scope], held, reserved=60, actual=25)
+
+    assert await counters.usage(scope.name, "total") == (25, 0)
+
+
+async def test_a_redis_reservation_whose_answer_was_lost_holds_once_when_tried_again(
+    redis_behind_a_relay,
+):
+    counters, relay = redis_behind_a_relay
+    scope, held = a_scope(100), lease()
+    await counters.reserve([scope], 10, lease())  # the counter is seeded
+
+    with relay.answers_lost(), pytest.raises(RedisTimeout):
+        await counters.reserve([scope], 60, held)
+    assert await counters.reserve([scope], 60, held) is None
+    await counters.settle([scope], held, reserved=60, actual=25)
+
+    assert await counters.usage(scope.name, "total") == (25, 10)
+
+
+async def test_redis_forgets_a_released_reservation_a_week_after_its_release(redis_alone):
+    late = lease(expires_at=NOW - 1)
+    await redis_alone.counters.reserve([a_scope(100)], 60, late)
+
+    await redis_alone.counters.release_lapsed(NOW)
+
+    ttl = await redis_alone.client.ttl(f"{redis_alone.prefix}:released:{late.id}")
+    assert RELEASED_KEPT_S - 60 < ttl <= RELEASED_KEPT_S
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+async def test_sql_forgets_released_reservations_a_week_after_their_release(store, request):
+    url = "sqlite://" if store == "sqlite" else request.getfixturevalue("postgres_url")
+    db = await open_database(url)
+    await migrate(db)
+    await db.execute("DELETE FROM budget_holds WHERE expires_at < :t", {"t": 2 * RELEASED_KEPT_S})
+    counters, scope = SqlCounters(db), a_scope(1000)
+    old, recent = lease(expires_at=NOW - 1), lease(expires_at=NOW + RELEASED_KEPT_S)
+    await counters.reserve([scope], 60, old)
+    await counters.release_lapsed(NOW)
+    await counters.reserve([scope], 30, recent)
+
+    await counters.release_lapsed(NOW + RELEASED_KEPT_S + 1)
+
+    kept = await db.fetchall(
+        "SELECT id FROM budget_released WHERE id IN (:old, :recent)",
+        {"old": old.id, "recent": recent.id},
+    )
+    assert kept == [{"id": recent.id}]
+    await db.aclose()
