@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -170,6 +170,62 @@ async def test_a_lapsed_reservation_is_released_once_however_many_replicas_try(c
 
     assert sum(released) == 1
     assert await counters.usage(scope.name, "total") == (0, 30)
+
+
+class Interposed:
+    """`target`, but its `method` calls `then()` after it has answered: to put another
+    replica's step between two of this one's."""
+
+    def __init__(self, target, method: str, then: Callable[[], Awaitable[None]]) -> None:
+        self._target, self._method, self._then = target, method, then
+
+    def __getattr__(self, name: str):
+        found = getattr(self._target, name)
+        if name != self._method:
+            return found
+
+        async def then_the_other(*args, **kwargs):
+            answer = await found(*args, **kwargs)
+            await self._then()
+            return answer
+
+        return then_the_other
+
+
+def replica_reading_then(counters: Counters, then: Callable[[], Awaitable[None]]) -> Counters:
+    """Another replica on the store of `counters`, which calls `then()` once it has read which
+    leases lapsed, before it releases any."""
+    if isinstance(counters, SqlCounters):
+        return SqlCounters(Interposed(counters._db, "fetchall", then))
+    assert isinstance(counters, RedisCounters)
+    store = Interposed(counters._redis, "hmget", then)
+    return RedisCounters(store, NothingSpent(), prefix=counters._prefix)
+
+
+async def test_a_lease_renewed_while_another_replica_releases_it_is_kept(counters):
+    scope, held = a_scope(100), lease(expires_at=NOW - 1)
+    await counters.reserve([scope], 60, held)
+
+    async def renewed_by_its_holder() -> None:
+        await counters.renew([held.id], NOW + 100)
+
+    releasing = replica_reading_then(counters, renewed_by_its_holder)
+
+    assert await releasing.release_lapsed(NOW) == 0
+    assert await counters.usage(scope.name, "total") == (0, 60)
+
+
+async def test_a_lease_settled_while_another_replica_releases_it_is_released_once(counters):
+    scope, held = a_scope(100), lease(expires_at=NOW - 1)
+    await counters.reserve([scope], 60, held)
+
+    async def settled_by_its_holder() -> None:
+        await counters.settle([scope], held, reserved=60, actual=25)
+
+    releasing = replica_reading_then(counters, settled_by_its_holder)
+
+    assert await releasing.release_lapsed(NOW) == 0
+    assert await counters.usage(scope.name, "total") == (25, 0)
 
 
 async def test_a_settled_reservation_is_not_released_when_its_lease_lapses(counters):
