@@ -134,21 +134,22 @@ class FlakyStore(SqlCounters):
             raise ConnectionError("connection lost while committing")
 
 
-async def settled_in_an_outage(keys, ledger, db, name: str) -> tuple:
-    """A key's call reserved, then settled at $0.0005 while the store is down (which does not
-    raise: the answer still goes out); returns (budgets, store, key, hold)."""
+async def settled_while(keys, ledger, db, name: str, fault: str) -> tuple:
+    """A key's call reserved, then settled at $0.0005 while the store is `fault`: "down" or
+    "deaf" (which does not raise: the answer still goes out); the store stays so. Returns
+    (budgets, store, key, hold)."""
     key, _ = await keys.create(name, budget_usd=1.0)
     budgets = Budgets(BudgetConfig(), ledger)
     budgets.counters = store = FlakyStore(db)
     meter = budgets.meter(key, None)
     hold = await meter.reserve(MODEL, ASK)
-    store.down = True
+    setattr(store, fault, True)
     await meter.settle(hold, 0.0005)
     return budgets, store, key, hold
 
 
 async def test_a_settlement_refused_by_an_outage_lands_on_a_later_tidy(keys, ledger, db):
-    budgets, store, key, hold = await settled_in_an_outage(keys, ledger, db, "patient")
+    budgets, store, key, hold = await settled_while(keys, ledger, db, "patient", "down")
 
     with pytest.raises(ConnectionError):
         await budgets.tidy()
@@ -163,13 +164,7 @@ async def test_a_settlement_refused_by_an_outage_lands_on_a_later_tidy(keys, led
 
 
 async def test_a_settlement_whose_answer_was_lost_is_charged_once_by_its_retry(keys, ledger, db):
-    key, _ = await keys.create("unanswered", budget_usd=1.0)
-    budgets = Budgets(BudgetConfig(), ledger)
-    budgets.counters = store = FlakyStore(db)
-    meter = budgets.meter(key, None)
-    hold = await meter.reserve(MODEL, ASK)
-    store.deaf = True
-    await meter.settle(hold, 0.0005)
+    budgets, store, key, _ = await settled_while(keys, ledger, db, "unanswered", "deaf")
     store.deaf = False
 
     await budgets.tidy()
@@ -240,7 +235,7 @@ async def test_a_lease_lapsed_in_an_outage_is_renewed_by_its_live_holder_first(k
 
 
 async def test_a_settlement_still_refused_at_shutdown_is_logged_whole(keys, ledger, db, caplog):
-    budgets, _, _, hold = await settled_in_an_outage(keys, ledger, db, "unlucky")
+    budgets, _, _, hold = await settled_while(keys, ledger, db, "unlucky", "down")
 
     await budgets.close()
 

@@ -54,10 +54,10 @@ class RedisAlone:
 
 
 @asynccontextmanager
-async def redis_alone_at(url: str) -> AsyncIterator[RedisAlone]:
+async def redis_alone_at(url: str, **client_options: float) -> AsyncIterator[RedisAlone]:
     import redis.asyncio as aioredis
 
-    client = aioredis.from_url(url)
+    client = aioredis.from_url(url, **client_options)
     alone = RedisAlone(client, f"cascade-test:{uuid.uuid4().hex}")
     try:
         yield alone
@@ -329,14 +329,9 @@ async def test_settling_after_redis_lost_its_data_charges_the_counter_seeded_sin
 async def redis_behind_a_relay(redis_url: str) -> AsyncIterator[tuple[RedisCounters, Relay]]:
     """Counters on a Redis reached through a relay, by a client that waits 0.3 s for an
     answer."""
-    import redis.asyncio as aioredis
-
     with relay_to(redis_url) as relay:
-        client = aioredis.from_url(relay.url_for(redis_url), socket_timeout=0.3)
-        prefix = f"cascade-test:{uuid.uuid4().hex}"
-        yield RedisCounters(client, NothingSpent(), prefix=prefix), relay
-        await client.delete(*[key async for key in client.scan_iter(f"{prefix}:*")] or ["-"])
-        await client.aclose()
+        async with redis_alone_at(relay.url_for(redis_url), socket_timeout=0.3) as alone:
+            yield alone.counters, relay
 
 
 async def test_a_redis_settlement_whose_answer_was_lost_charges_once_when_tried_again(
