@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import Any
 
 from cascade_gateway.domain import (
@@ -434,8 +433,9 @@ class AnthropicProvider:
             tool_calls=tool_calls,
         )
 
-    async def stream(self, model: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
-        """Stream deltas; the last one carries finish_reason and usage."""
+    def stream(self, model: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+        """Stream deltas; the last one carries finish_reason and usage. Closing the generator
+        early closes the HTTP response."""
         body = self._body(model, request) | {"stream": True}
         mapper = _EventMapper(request, self.name)
 
@@ -448,12 +448,9 @@ class AnthropicProvider:
             delta = mapper.feed(data)
             return [] if delta is None else [delta]
 
-        # Leaving this loop early (the consumer closed us) closes the HTTP response.
-        post = self._http.post_deltas("/v1/messages", body, deltas_of, last=_is_stop)
-        async with aclosing(post) as deltas:
-            async for delta in deltas:
-                yield delta
-        yield mapper.finish()
+        return self._http.post_deltas(
+            "/v1/messages", body, deltas_of, last=_is_stop, finish=mapper.finish
+        )
 
     def _event(self, event: SseEvent) -> dict[str, Any]:
         data = event.json(self.name)

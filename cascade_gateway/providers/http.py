@@ -14,7 +14,7 @@ from __future__ import annotations
 import email.utils
 import ssl
 from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -156,17 +156,22 @@ class UpstreamClient:
         deltas_of: Callable[[SseEvent], list[Delta]],
         *,
         last: Callable[[SseEvent], bool],
+        finish: Callable[[], Delta],
     ) -> AsyncGenerator[Delta, None]:
         """POST `body` and yield the deltas of its server-sent events, `deltas_of` mapping each
         event: one delta per network read, what it brought merged, because every step after
-        this one, down to the write to the client, costs per delta.
+        this one, down to the write to the client, costs per delta. Then `finish()`, the
+        adapter's closing delta (finish reason and usage), once the events have ended.
 
-        The deltas end with the body, or at the first event for which `last` is true (the
+        The events end with the body, or at the first event for which `last` is true (the
         protocol's end marker, such as OpenAI's `[DONE]`; later events are dropped): the
         connection then goes back to the pool, and the delta of that read `ends_stream`.
         A `ProviderError` raised for an event is raised after the deltas of the events before
         it in the same read: what was produced is billed. Closing the iterator earlier closes
         the connection, which aborts the upstream call.
+
+        The adapters return this generator as their `stream` rather than wrapping it in one of
+        their own: each generator a delta passes through costs every stream a few µs.
         """
         response = await self._post(path, body, "text/event-stream")
         try:
@@ -174,10 +179,10 @@ class UpstreamClient:
                 payload = await response.read()
                 raise self._status_error(response.status, response.headers, payload)
             parser = SseParser()
-            while chunk := await response.read_some():
+            ended = False
+            while not ended and (chunk := await response.read_some()):
                 deltas: list[Delta] = []
                 failure: ProviderError | None = None
-                ended = False
                 for event in parser.feed(chunk):
                     try:
                         deltas += deltas_of(event)
@@ -190,17 +195,18 @@ class UpstreamClient:
                         break
                 if deltas:
                     merged = merge_deltas(deltas)
-                    yield replace(merged, ends_stream=True) if ended else merged
+                    # `deltas_of` makes new deltas for every event: this one is ours to mark.
+                    merged.ends_stream = ended
+                    yield merged
                 if failure is not None:
                     raise failure
-                if ended:
-                    return
             # An event the stream ended in the middle of is dropped, as the SSE rules say: the
             # adapters then see a stream that ended before it said why, and report that.
         except (ConnectionFailed, TimeoutError) as exc:
             raise self._transport_error(exc) from exc
         finally:
             response.release()
+        yield finish()
 
     async def aclose(self) -> None:
         """Close the pooled connections."""

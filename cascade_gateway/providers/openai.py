@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncGenerator, Iterable
-from contextlib import aclosing
 from typing import Any
 
 from cascade_gateway import tokens
@@ -292,20 +291,18 @@ class OpenAIProvider:
         response = await self._http.post_json("/chat/completions", _body(model, request))
         return completion_from_chat(response, request, model=model, provider=self.name)
 
-    async def stream(self, model: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
-        """Stream deltas; the last one carries finish_reason and usage (see the module doc)."""
+    def stream(self, model: str, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+        """Stream deltas; the last one carries finish_reason and usage (see the module doc).
+        Closing the generator early closes the HTTP response."""
         mapper = ChatChunkMapper(request, self.name)
         body = _body(model, request) | {"stream": True, "stream_options": {"include_usage": True}}
 
         def deltas_of(event: SseEvent) -> list[Delta]:
             return [] if _is_done(event) else mapper.feed(self._chunk(event))
 
-        # Leaving this loop early (the consumer closed us) closes the HTTP response.
-        post = self._http.post_deltas("/chat/completions", body, deltas_of, last=_is_done)
-        async with aclosing(post) as deltas:
-            async for delta in deltas:
-                yield delta
-        yield mapper.finish()
+        return self._http.post_deltas(
+            "/chat/completions", body, deltas_of, last=_is_done, finish=mapper.finish
+        )
 
     def _chunk(self, event: SseEvent) -> Any:
         chunk = event.json(self.name)

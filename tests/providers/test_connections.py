@@ -492,11 +492,16 @@ async def test_deltas_end_at_the_protocols_last_event_though_the_body_goes_on(
             deltas = [
                 delta
                 async for delta in client.post_deltas(
-                    "/chat", {}, deltas_of, last=lambda event: event.data == "[DONE]"
+                    "/chat",
+                    {},
+                    deltas_of,
+                    last=lambda event: event.data == "[DONE]",
+                    finish=lambda: Delta(finish_reason="stop"),
                 )
             ]
     finally:
         await client.aclose()
 
     assert [event.data for event in seen] == ["1", "2", "[DONE]"]
-    assert deltas == [Delta(text="12[DONE]", ends_stream=True)]  # one read: one merged delta
+    # One read: one merged delta; then the adapter's closing one.
+    assert deltas == [Delta(text="12[DONE]", ends_stream=True), Delta(finish_reason="stop")]
